@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Bring up a throw-away containerd "node" for the CRI tests (issue 3).
+#
+# usage: PSS_GUARD_BIN=/path/to/pss-guard node-up.sh [NODE_DIR]
+#
+# Everything lives under NODE_DIR (default: a new `mktemp -d`): containerd's config, root,
+# state and socket, the CNI config, the kubelet root the tests use, the pss-guard policy and
+# its decision log. Nothing is written to /etc, /var/lib/containerd or /var/lib/kubelet.
+# On success it prints NODE_DIR and writes NODE_DIR/env (shell `KEY=value` lines).
+# Tear down with node-down.sh NODE_DIR.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+die() {
+	echo "node-up: $*" >&2
+	exit 1
+}
+
+for tool in containerd ctr runc python3 busybox; do
+	command -v "$tool" >/dev/null || die "missing required tool: $tool (apt-get install containerd runc python3 busybox-static)"
+done
+[[ -x /usr/lib/cni/loopback && -x /usr/lib/cni/static ]] ||
+	die "missing CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)"
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+
+: "${PSS_GUARD_BIN:?node-up: set PSS_GUARD_BIN to the pss-guard binary}"
+[[ -x $PSS_GUARD_BIN ]] || die "PSS_GUARD_BIN=$PSS_GUARD_BIN is not an executable file"
+PSS_GUARD_BIN=$(readlink -f "$PSS_GUARD_BIN")
+
+node=${1:-$(mktemp -d /tmp/pss-guard-node.XXXXXX)}
+mkdir -p "$node"
+node=$(readlink -f "$node")
+[[ -e $node/containerd.pid ]] && die "$node already has a running node (containerd.pid exists)"
+
+root=$node/root
+state=$node/state
+sock=$node/containerd.sock
+cni_conf=$node/cni
+kubelet=$node/kubelet
+logdir=$node/log
+images=$node/images
+mkdir -p "$node/captures" "$root" "$state" "$cni_conf" "$kubelet/pods" "$logdir" "$images" "$node/opt"
+
+pause_ref=localhost/pss-guard/pause:latest
+app_ref=localhost/pss-guard/app:latest
+app_nonroot_ref=localhost/pss-guard/app-nonroot:latest
+# PSA fixtures name registry.k8s.io/pause; the non-root app image answers to that name, so
+# the image-name annotation is the one the fixture asked for and, like the real pause image
+# (USER 65535), it satisfies kubelet's runAsNonRoot verification.
+app_alias=registry.k8s.io/pause:latest
+
+# --- pss-guard policy: baseline:latest, the node's own paths ----------------------------------
+cat >"$node/policy.toml" <<EOF
+enforce = "baseline:latest"
+unidentified = "enforce"
+seccomp_absent = "unset"
+
+[exempt]
+namespaces = ["kube-system", "pss-guard"]
+images = []
+runtime_handlers = []
+
+[paths]
+kubelet_root = "$kubelet"
+containerd_root = "$root"
+containerd_state = "$state"
+allowed_host_paths = []
+
+[log]
+path = "$logdir/decisions.log"
+EOF
+
+# --- base runtime spec: ctr's default spec minus what a base spec must not carry ---------------
+# RUNTIME-FACTS §5: a base spec skips WithoutDefaultSecuritySettings, so rlimits, seccomp and
+# AppArmor would survive into every container. noNewPrivileges is dropped too: containerd only
+# ever sets it to true (for allowPrivilegeEscalation=false), so a true in the base would hide
+# the restricted check's signal.
+ctr oci spec >"$node/ctr-default-spec.json"
+python3 - "$node/ctr-default-spec.json" "$node/base-spec.json" "$PSS_GUARD_BIN" "$node/policy.toml" "$here/capture-hook.py" "$node/captures" <<'EOF'
+import json, sys
+src, dst, hook_bin, policy, capture_hook, capture_dir = sys.argv[1:]
+spec = json.load(open(src))
+proc = spec.setdefault("process", {})
+for key in ("rlimits", "apparmorProfile", "noNewPrivileges"):
+    proc.pop(key, None)
+spec.get("linux", {}).pop("seccomp", None)
+spec["hooks"] = {
+    "createRuntime": [
+        {"path": hook_bin, "args": ["pss-guard", "hook", "--policy", policy], "timeout": 10}
+    ],
+    # Test-only: copies config.json and the sandbox spec before pss-guard runs (prestart
+    # precedes createRuntime), so the unit-test fixtures come from real containerd specs.
+    "prestart": [
+        {"path": capture_hook, "args": ["capture-hook", capture_dir], "timeout": 10}
+    ],
+}
+with open(dst, "w") as f:
+    json.dump(spec, f, indent=2, sort_keys=True)
+    f.write("\n")
+EOF
+
+# --- CNI: loopback + static IPAM with a documentation-range address (RFC 5737) ----------------
+# No interface is created; the static plugin only reports the address, which is all
+# containerd needs to consider the sandbox networked (RUNTIME-FACTS §7).
+cat >"$cni_conf/10-pss-guard-test.conflist" <<'EOF'
+{
+  "cniVersion": "0.4.0",
+  "name": "pss-guard-test",
+  "plugins": [
+    {"type": "loopback"},
+    {"type": "static", "ipam": {"type": "static", "addresses": [{"address": "192.0.2.2/24"}]}}
+  ]
+}
+EOF
+
+# --- containerd config (version 2 = containerd 1.6/1.7) ----------------------------------------
+cri='plugins."io.containerd.grpc.v1.cri"'
+cat >"$node/config.toml" <<EOF
+version = 2
+root = "$root"
+state = "$state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$node/opt"
+
+[$cri]
+  sandbox_image = "$pause_ref"
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  max_container_log_line_size = 16384
+
+[$cri.containerd]
+  snapshotter = "native"
+  default_runtime_name = "runc"
+
+[$cri.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+  base_runtime_spec = "$node/base-spec.json"
+
+[$cri.containerd.runtimes.runc.options]
+  BinaryName = "$(command -v runc)"
+  SystemdCgroup = false
+
+[$cri.containerd.runtimes.runc-nohook]
+  runtime_type = "io.containerd.runc.v2"
+
+[$cri.containerd.runtimes.runc-nohook.options]
+  BinaryName = "$(command -v runc)"
+  SystemdCgroup = false
+
+[$cri.cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$cni_conf"
+  max_conf_num = 1
+EOF
+
+# --- images -----------------------------------------------------------------------------------
+sleeper='["/bin/sh", "-c", "trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
+python3 "$here/build-image.py" "$images/pause.tar" "$pause_ref" "$sleeper"
+python3 "$here/build-image.py" "$images/app.tar" "$app_ref" "$sleeper"
+python3 "$here/build-image.py" "$images/app-nonroot.tar" "$app_nonroot_ref,$app_alias" "$sleeper" 65535
+
+# --- start containerd -------------------------------------------------------------------------
+containerd --config "$node/config.toml" >"$logdir/containerd.log" 2>&1 &
+echo $! >"$node/containerd.pid"
+for _ in $(seq 1 100); do
+	[[ -S $sock ]] && ctr --address "$sock" version >/dev/null 2>&1 && break
+	kill -0 "$(cat "$node/containerd.pid")" 2>/dev/null || {
+		tail -20 "$logdir/containerd.log" >&2
+		die "containerd exited during start-up (log: $logdir/containerd.log)"
+	}
+	sleep 0.1
+done
+[[ -S $sock ]] || die "containerd socket $sock did not appear within 10s"
+
+for tarball in pause app app-nonroot; do
+	ctr --address "$sock" -n k8s.io images import --all-platforms "$images/$tarball.tar" >/dev/null ||
+		die "ctr images import $tarball.tar failed"
+done
+
+cat >"$node/env" <<EOF
+NODE_DIR=$node
+CONTAINERD_SOCKET=$sock
+CONTAINERD_PID=$(cat "$node/containerd.pid")
+CONTAINERD_ROOT=$root
+CONTAINERD_STATE=$state
+CONTAINERD_LOG=$logdir/containerd.log
+KUBELET_ROOT=$kubelet
+PSS_GUARD_BIN=$PSS_GUARD_BIN
+PSS_GUARD_POLICY=$node/policy.toml
+PSS_GUARD_DECISION_LOG=$logdir/decisions.log
+BASE_RUNTIME_SPEC=$node/base-spec.json
+CAPTURE_DIR=$node/captures
+PAUSE_IMAGE=$pause_ref
+APP_IMAGE=$app_ref
+APP_NONROOT_IMAGE=$app_nonroot_ref
+EOF
+echo "$node"

@@ -1,0 +1,612 @@
+//! Pod and container specs to CRI configs, the way kubelet's kuberuntime manager builds
+//! them. Pure functions: file-system work (volumes, subPath binds) happens in the runner.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{
+    AppArmorProfile, Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
+};
+
+use crate::runner::Options;
+
+/// securitycontext `defaultMaskedPaths` (kubelet ≥1.31 list).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// securitycontext `defaultReadonlyPaths`.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// kubelet's `SafeSysctlAllowlist` (pkg/kubelet/sysctl): the sysctls a pod may set without
+/// `--allowed-unsafe-sysctls`. Same list as PSA baseline's.
+pub const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// Identity of a pod as kubelet passes it to the runtime.
+#[derive(Clone, Debug)]
+pub struct PodInfo {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub hostname: String,
+    /// `/var/log/pods/<ns>_<name>_<uid>` equivalent.
+    pub log_dir: String,
+}
+
+/// The user an image runs as, from ImageStatus (`getImageUser`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageUser {
+    pub uid: Option<i64>,
+    pub username: String,
+}
+
+/// kuberuntime `namespacesForPod`.
+pub fn namespace_options(spec: &PodSpec) -> cri::NamespaceOption {
+    let mode = |host: Option<bool>| {
+        if host == Some(true) {
+            cri::NamespaceMode::Node
+        } else {
+            cri::NamespaceMode::Pod
+        }
+    };
+    let pid = if spec.host_pid == Some(true) {
+        cri::NamespaceMode::Node
+    } else if spec.share_process_namespace == Some(true) {
+        cri::NamespaceMode::Pod
+    } else {
+        cri::NamespaceMode::Container
+    };
+    cri::NamespaceOption {
+        network: mode(spec.host_network) as i32,
+        pid: pid as i32,
+        ipc: mode(spec.host_ipc) as i32,
+        ..Default::default()
+    }
+}
+
+/// `HasPrivilegedContainer`: any init, app or ephemeral container with privileged=true.
+pub fn has_privileged_container(spec: &PodSpec) -> bool {
+    let privileged = |sc: &Option<SecurityContext>| {
+        sc.as_ref().and_then(|s| s.privileged) == Some(true)
+    };
+    spec.containers.iter().any(|c| privileged(&c.security_context))
+        || spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| privileged(&c.security_context))
+        || spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| privileged(&c.security_context))
+}
+
+/// kuberuntime `getSeccompProfile`: container field, else pod field, else RuntimeDefault
+/// with `seccompDefault`, else Unconfined. Localhost paths are under `<root>/seccomp`.
+pub fn seccomp_profile(
+    kubelet_root: &Path,
+    pod: Option<&SeccompProfile>,
+    container: Option<&SeccompProfile>,
+    seccomp_default: bool,
+) -> cri::SecurityProfile {
+    use cri::security_profile::ProfileType;
+    let chosen = container.or(pod);
+    let (profile_type, localhost_ref) = match chosen.map(|p| p.type_.as_str()) {
+        Some("RuntimeDefault") => (ProfileType::RuntimeDefault, String::new()),
+        Some("Localhost") => {
+            let name = chosen.and_then(|p| p.localhost_profile.clone()).unwrap_or_default();
+            (
+                ProfileType::Localhost,
+                kubelet_root.join("seccomp").join(name).display().to_string(),
+            )
+        }
+        Some(_) => (ProfileType::Unconfined, String::new()),
+        None if seccomp_default => (ProfileType::RuntimeDefault, String::new()),
+        None => (ProfileType::Unconfined, String::new()),
+    };
+    cri::SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref,
+    }
+}
+
+/// kuberuntime `getAppArmorProfile`: the container's profile, else the pod's; nothing when
+/// neither is set (the runtime then applies its default).
+fn apparmor_profile(
+    pod: Option<&AppArmorProfile>,
+    container: Option<&AppArmorProfile>,
+    host_supports_apparmor: bool,
+) -> (Option<cri::SecurityProfile>, String) {
+    use cri::security_profile::ProfileType;
+    let Some(p) = container.or(pod) else {
+        return (None, String::new());
+    };
+    let (t, name, deprecated) = match p.type_.as_str() {
+        "RuntimeDefault" => (ProfileType::RuntimeDefault, String::new(), "runtime/default".to_string()),
+        "Localhost" => {
+            let n = p.localhost_profile.clone().unwrap_or_default();
+            (ProfileType::Localhost, n.clone(), format!("localhost/{n}"))
+        }
+        _ => (ProfileType::Unconfined, String::new(), "unconfined".to_string()),
+    };
+    // Deviation: on a kernel without AppArmor kubelet refuses such pods outright; the
+    // simulator drops the profile instead so the rest of the pod can still be exercised.
+    if !host_supports_apparmor && t != ProfileType::Unconfined {
+        return (None, String::new());
+    }
+    (
+        Some(cri::SecurityProfile {
+            profile_type: t as i32,
+            localhost_ref: name,
+        }),
+        deprecated,
+    )
+}
+
+/// securitycontext `DetermineEffectiveSecurityContext`: the pod's context overlaid by the
+/// container's, field by field.
+pub fn effective_security_context(pod: Option<&PodSecurityContext>, c: Option<&SecurityContext>) -> SecurityContext {
+    let mut eff = SecurityContext::default();
+    if let Some(p) = pod {
+        eff.se_linux_options = p.se_linux_options.clone();
+        eff.run_as_user = p.run_as_user;
+        eff.run_as_group = p.run_as_group;
+        eff.run_as_non_root = p.run_as_non_root;
+        eff.seccomp_profile = p.seccomp_profile.clone();
+        eff.app_armor_profile = p.app_armor_profile.clone();
+    }
+    if let Some(c) = c {
+        macro_rules! overlay {
+            ($($f:ident),*) => { $( if c.$f.is_some() { eff.$f = c.$f.clone(); } )* };
+        }
+        overlay!(
+            se_linux_options,
+            run_as_user,
+            run_as_group,
+            run_as_non_root,
+            seccomp_profile,
+            app_armor_profile,
+            capabilities,
+            privileged,
+            read_only_root_filesystem,
+            allow_privilege_escalation,
+            proc_mount
+        );
+    }
+    eff
+}
+
+/// securitycontext `AddNoNewPrivileges`: true only for an explicit
+/// `allowPrivilegeEscalation: false` (and never for a privileged container).
+pub fn add_no_new_privileges(sc: &SecurityContext) -> bool {
+    if sc.privileged == Some(true) {
+        return false;
+    }
+    sc.allow_privilege_escalation == Some(false)
+}
+
+/// securitycontext `ConvertToRuntimeMaskedPaths` / `ConvertToRuntimeReadonlyPaths`.
+pub fn masked_and_readonly_paths(proc_mount: Option<&str>) -> (Vec<String>, Vec<String>) {
+    if proc_mount == Some("Unmasked") {
+        return (Vec::new(), Vec::new());
+    }
+    (
+        DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+        DEFAULT_READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// kuberuntime `verifyRunAsNonRoot`: with runAsNonRoot=true, refuse (before any CRI call,
+/// as CreateContainerConfigError) a container that would run as uid 0 or whose image user
+/// cannot be verified.
+pub fn verify_run_as_non_root(pod: &str, container: &str, eff: &SecurityContext, user: &ImageUser) -> Result<(), String> {
+    if eff.run_as_non_root != Some(true) {
+        return Ok(());
+    }
+    if let Some(uid) = eff.run_as_user {
+        if uid == 0 {
+            return Err(format!(
+                "container's runAsUser breaks non-root policy (pod: {pod:?}, container: {container})"
+            ));
+        }
+        return Ok(());
+    }
+    match (user.uid, user.username.as_str()) {
+        (Some(0), _) | (None, "") => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})"
+        )),
+        (None, name) => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root (pod: {pod:?}, container: {container})"
+        )),
+        (Some(_), _) => Ok(()),
+    }
+}
+
+/// kuberuntime `generatePodSandboxConfig` + `generatePodSandboxLinuxConfig`.
+pub fn sandbox_config(pod: &Pod, spec: &PodSpec, info: &PodInfo, opts: &Options) -> cri::PodSandboxConfig {
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.insert("io.kubernetes.pod.name".into(), info.name.clone());
+    labels.insert("io.kubernetes.pod.namespace".into(), info.namespace.clone());
+    labels.insert("io.kubernetes.pod.uid".into(), info.uid.clone());
+    let annotations: HashMap<String, String> = pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+
+    // makePortMappings: every declared container port, hostPort or not.
+    let port_mappings = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| cri::PortMapping {
+            protocol: match p.protocol.as_deref() {
+                Some("UDP") => cri::Protocol::Udp,
+                Some("SCTP") => cri::Protocol::Sctp,
+                _ => cri::Protocol::Tcp,
+            } as i32,
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or(0),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect();
+
+    let psc = spec.security_context.as_ref();
+    let sysctls = psc
+        .and_then(|s| s.sysctls.as_ref())
+        .map(|l| l.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
+        .unwrap_or_default();
+    let mut supplemental_groups: Vec<i64> = psc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    if let Some(fs_group) = psc.and_then(|s| s.fs_group) {
+        supplemental_groups.push(fs_group);
+    }
+    let security_context = cri::LinuxSandboxSecurityContext {
+        namespace_options: Some(namespace_options(spec)),
+        selinux_options: psc.and_then(|s| s.se_linux_options.as_ref()).map(selinux),
+        run_as_user: psc.and_then(|s| s.run_as_user).map(|value| cri::Int64Value { value }),
+        run_as_group: psc.and_then(|s| s.run_as_group).map(|value| cri::Int64Value { value }),
+        supplemental_groups,
+        privileged: has_privileged_container(spec),
+        seccomp: Some(seccomp_profile(
+            &opts.kubelet_root,
+            psc.and_then(|s| s.seccomp_profile.as_ref()),
+            None,
+            opts.seccomp_default,
+        )),
+        ..Default::default()
+    };
+
+    let dns_config = if spec.host_network == Some(true) {
+        None
+    } else {
+        // ClusterFirst with a cluster DNS service address from the documentation range.
+        Some(cri::DnsConfig {
+            servers: vec!["192.0.2.10".into()],
+            searches: vec![
+                format!("{}.svc.cluster.local", info.namespace),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            options: vec!["ndots:5".into()],
+        })
+    };
+
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: info.name.clone(),
+            uid: info.uid.clone(),
+            namespace: info.namespace.clone(),
+            attempt: 0,
+        }),
+        hostname: info.hostname.clone(),
+        log_directory: info.log_dir.clone(),
+        dns_config,
+        port_mappings,
+        labels,
+        annotations,
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(security_context),
+            sysctls,
+            ..Default::default()
+        }),
+        windows: None,
+    }
+}
+
+fn selinux(o: &k8s_openapi::api::core::v1::SELinuxOptions) -> cri::SeLinuxOption {
+    cri::SeLinuxOption {
+        user: o.user.clone().unwrap_or_default(),
+        role: o.role.clone().unwrap_or_default(),
+        r#type: o.type_.clone().unwrap_or_default(),
+        level: o.level.clone().unwrap_or_default(),
+    }
+}
+
+/// kuberuntime `generateLinuxContainerConfig` security part:
+/// `determineEffectiveSecurityContext` → `convertToRuntimeSecurityContext`, plus the image
+/// user, the pod's namespaces and the seccomp/AppArmor profiles. kubelet still fills the
+/// deprecated `apparmor_profile` string for runtimes that predate the `apparmor` field.
+#[allow(deprecated)]
+pub fn container_security_context(
+    spec: &PodSpec,
+    eff: &SecurityContext,
+    user: &ImageUser,
+    target_container_id: Option<&str>,
+    opts: &Options,
+) -> cri::LinuxContainerSecurityContext {
+    let psc = spec.security_context.as_ref();
+    let caps = eff.capabilities.as_ref().map(|c| cri::Capability {
+        add_capabilities: c.add.clone().unwrap_or_default(),
+        drop_capabilities: c.drop.clone().unwrap_or_default(),
+        ..Default::default()
+    });
+    let (masked_paths, readonly_paths) = masked_and_readonly_paths(eff.proc_mount.as_deref());
+    let mut ns = namespace_options(spec);
+    if let Some(id) = target_container_id {
+        // Ephemeral containers with targetContainerName share that container's PID ns.
+        ns.pid = cri::NamespaceMode::Target as i32;
+        ns.target_id = id.to_string();
+    }
+    let (apparmor, apparmor_profile) = apparmor_profile(
+        psc.and_then(|p| p.app_armor_profile.as_ref()),
+        eff.app_armor_profile.as_ref(),
+        opts.host_supports_apparmor,
+    );
+    let mut supplemental_groups: Vec<i64> = psc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    if let Some(fs_group) = psc.and_then(|s| s.fs_group) {
+        supplemental_groups.push(fs_group);
+    }
+    let (run_as_user, run_as_username) = match (eff.run_as_user, user.uid) {
+        (Some(uid), _) | (None, Some(uid)) => (Some(cri::Int64Value { value: uid }), String::new()),
+        (None, None) => (None, user.username.clone()),
+    };
+    cri::LinuxContainerSecurityContext {
+        capabilities: caps,
+        privileged: eff.privileged == Some(true),
+        namespace_options: Some(ns),
+        selinux_options: eff.se_linux_options.as_ref().map(selinux),
+        run_as_user,
+        run_as_group: eff.run_as_group.map(|value| cri::Int64Value { value }),
+        run_as_username,
+        readonly_rootfs: eff.read_only_root_filesystem == Some(true),
+        supplemental_groups,
+        no_new_privs: add_no_new_privileges(eff),
+        masked_paths,
+        readonly_paths,
+        seccomp: Some(seccomp_profile(
+            &opts.kubelet_root,
+            None,
+            eff.seccomp_profile.as_ref(),
+            opts.seccomp_default,
+        )),
+        apparmor,
+        apparmor_profile,
+        ..Default::default()
+    }
+}
+
+/// kuberuntime `generateContainerConfig` (less what needs I/O: image user and mounts are
+/// passed in).
+pub fn container_config(
+    info: &PodInfo,
+    c: &Container,
+    security_context: cri::LinuxContainerSecurityContext,
+    mounts: Vec<cri::Mount>,
+) -> cri::ContainerConfig {
+    let mut labels = HashMap::new();
+    labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
+    labels.insert("io.kubernetes.pod.name".to_string(), info.name.clone());
+    labels.insert("io.kubernetes.pod.namespace".to_string(), info.namespace.clone());
+    labels.insert("io.kubernetes.pod.uid".to_string(), info.uid.clone());
+    let mut annotations = HashMap::new();
+    annotations.insert("io.kubernetes.container.restartCount".to_string(), "0".to_string());
+    annotations.insert(
+        "io.kubernetes.container.terminationMessagePath".to_string(),
+        c.termination_message_path.clone().unwrap_or_default(),
+    );
+    annotations.insert(
+        "io.kubernetes.container.terminationMessagePolicy".to_string(),
+        c.termination_message_policy.clone().unwrap_or_else(|| "File".into()),
+    );
+    annotations.insert("io.kubernetes.pod.terminationGracePeriod".to_string(), "30".to_string());
+
+    // makeEnvironmentVariables: the kubernetes service variables come first, then the
+    // container's literal values (valueFrom is not resolved).
+    let mut envs = vec![
+        kv("KUBERNETES_SERVICE_HOST", "192.0.2.1"),
+        kv("KUBERNETES_SERVICE_PORT", "443"),
+        kv("KUBERNETES_PORT", "tcp://192.0.2.1:443"),
+    ];
+    for e in c.env.iter().flatten() {
+        envs.push(kv(&e.name, e.value.as_deref().unwrap_or("")));
+    }
+
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: c.image.clone().unwrap_or_default(),
+            user_specified_image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs,
+        mounts,
+        labels,
+        annotations,
+        log_path: format!("{}/0.log", c.name),
+        stdin: c.stdin == Some(true),
+        stdin_once: c.stdin_once == Some(true),
+        tty: c.tty == Some(true),
+        linux: Some(cri::LinuxContainerConfig {
+            // A BestEffort pod's container: minimum CPU shares, OOM score 1000
+            // (restrict_oom_score_adj clamps it on this node).
+            resources: Some(cri::LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_shares: 2,
+                oom_score_adj: 1000,
+                ..Default::default()
+            }),
+            security_context: Some(security_context),
+        }),
+        ..Default::default()
+    }
+}
+
+fn kv(key: &str, value: &str) -> cri::KeyValue {
+    cri::KeyValue {
+        key: key.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// kubelet `SafeSysctlAllowlist` admission: the first pod sysctl that is neither safe nor
+/// in `allowed_unsafe` (entries may end in `*`).
+pub fn forbidden_sysctl(spec: &PodSpec, allowed_unsafe: &[String]) -> Option<String> {
+    let sysctls = spec.security_context.as_ref()?.sysctls.as_ref()?;
+    sysctls
+        .iter()
+        .map(|s| s.name.clone())
+        .find(|name| {
+            !SAFE_SYSCTLS.contains(&name.as_str())
+                && !allowed_unsafe.iter().any(|a| match a.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => a == name,
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Capabilities;
+
+    #[test]
+    fn no_new_privs_only_for_explicit_false() {
+        let mut sc = SecurityContext::default();
+        assert!(!add_no_new_privileges(&sc));
+        sc.allow_privilege_escalation = Some(true);
+        assert!(!add_no_new_privileges(&sc));
+        sc.allow_privilege_escalation = Some(false);
+        assert!(add_no_new_privileges(&sc));
+    }
+
+    #[test]
+    fn unmasked_proc_mount_sends_empty_lists() {
+        let (m, r) = masked_and_readonly_paths(Some("Unmasked"));
+        assert!(m.is_empty() && r.is_empty());
+        let (m, r) = masked_and_readonly_paths(None);
+        assert_eq!((m.len(), r.len()), (11, 5));
+    }
+
+    #[test]
+    fn container_context_overrides_pod_context() {
+        let pod = PodSecurityContext {
+            run_as_user: Some(1),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        };
+        let c = SecurityContext {
+            run_as_user: Some(0),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_RAW".into()]),
+                drop: None,
+            }),
+            ..Default::default()
+        };
+        let eff = effective_security_context(Some(&pod), Some(&c));
+        assert_eq!(eff.run_as_user, Some(0));
+        assert_eq!(eff.run_as_non_root, Some(true));
+        let err = verify_run_as_non_root("p", "c", &eff, &ImageUser::default()).unwrap_err();
+        assert!(err.contains("breaks non-root policy"), "{err}");
+    }
+
+    #[test]
+    fn run_as_non_root_needs_numeric_non_root_image_user() {
+        let eff = SecurityContext {
+            run_as_non_root: Some(true),
+            ..Default::default()
+        };
+        let root = ImageUser::default();
+        assert!(verify_run_as_non_root("p", "c", &eff, &root).is_err());
+        let named = ImageUser { uid: None, username: "app".into() };
+        assert!(verify_run_as_non_root("p", "c", &eff, &named).is_err());
+        let nonroot = ImageUser { uid: Some(65535), username: String::new() };
+        assert!(verify_run_as_non_root("p", "c", &eff, &nonroot).is_ok());
+    }
+
+    #[test]
+    fn seccomp_falls_back_to_unconfined_without_seccomp_default() {
+        use cri::security_profile::ProfileType;
+        let root = Path::new("/k");
+        let p = seccomp_profile(root, None, None, false);
+        assert_eq!(p.profile_type, ProfileType::Unconfined as i32);
+        let p = seccomp_profile(root, None, None, true);
+        assert_eq!(p.profile_type, ProfileType::RuntimeDefault as i32);
+        let local = SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some("a.json".into()),
+        };
+        let p = seccomp_profile(root, Some(&local), None, false);
+        assert_eq!(p.localhost_ref, "/k/seccomp/a.json");
+    }
+
+    #[test]
+    fn unsafe_sysctls_are_refused_unless_allowed() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [],
+            "securityContext": {"sysctls": [
+                {"name": "kernel.shm_rmid_forced", "value": "0"},
+                {"name": "kernel.msgmax", "value": "1"}]}
+        }))
+        .unwrap();
+        assert_eq!(forbidden_sysctl(&spec, &[]), Some("kernel.msgmax".into()));
+        assert_eq!(forbidden_sysctl(&spec, &["kernel.msg*".into()]), None);
+    }
+}
