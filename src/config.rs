@@ -1,0 +1,481 @@
+//! The node policy file (TOML, default `/etc/pss-guard/policy.toml`): parsed, validated, with a
+//! built-in safe default that applies whenever the file is missing or broken, so a bad policy
+//! file can never stop every container on the node.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::facts::CapSet;
+use crate::policy::{Level, LevelVersion};
+
+pub const DEFAULT_POLICY_PATH: &str = "/etc/pss-guard/policy.toml";
+pub const DEFAULT_LOG_PATH: &str = "/var/log/pss-guard/decisions.log";
+/// pss-guard's own namespace: always exempt, so the DaemonSet that installs and upgrades the hook
+/// can always start.
+pub const OWN_NAMESPACE: &str = "pss-guard";
+/// Always exempt: the cluster's system components must start whatever the policy file says.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
+/// A policy file larger than this is refused as broken.
+const MAX_POLICY_BYTES: usize = 256 * 1024;
+
+/// containerd's `defaultUnixCaps` (also EKS's base runtime spec and Bottlerocket's default).
+pub const CONTAINERD_DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// What to do with a container that carries no Kubernetes metadata from the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unidentified {
+    /// Evaluate it like any pod container (fail closed; the default).
+    Enforce,
+    /// Let it start and log it.
+    Allow,
+}
+
+/// How to read a container with no `linux.seccomp`: containerd writes none both for an unset
+/// profile (kubelet `seccompDefault: false`, the EKS default) and for an explicit `Unconfined`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompAbsent {
+    /// Read it as "unset": allowed by baseline, refused by restricted (the default).
+    Unset,
+    /// Read it as `Unconfined`: refused by baseline too. Right only on nodes whose kubelet runs
+    /// with `seccompDefault: true`, where an unset profile becomes RuntimeDefault.
+    Unconfined,
+}
+
+/// Kubelet volume plugins that serve both inline volumes (forbidden by restricted) and
+/// PersistentVolumes (allowed), such as `kubernetes.io~nfs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyVolumes {
+    Allow,
+    Refuse,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub kubelet_root: PathBuf,
+    pub containerd_root: PathBuf,
+    pub containerd_state: PathBuf,
+    pub crio_root: PathBuf,
+    pub crio_runroot: PathBuf,
+    /// Host paths an operator allows as bind sources (CNI sockets, device plugins, ...).
+    pub allowed_host_paths: Vec<PathBuf>,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            kubelet_root: "/var/lib/kubelet".into(),
+            containerd_root: "/var/lib/containerd".into(),
+            containerd_state: "/run/containerd".into(),
+            crio_root: "/var/lib/containers/storage".into(),
+            crio_runroot: "/run/containers/storage".into(),
+            allowed_host_paths: Vec::new(),
+        }
+    }
+}
+
+/// The validated policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub enforce: LevelVersion,
+    pub audit: Option<LevelVersion>,
+    pub unidentified: Unidentified,
+    pub seccomp_absent: SeccompAbsent,
+    pub legacy_volumes: LegacyVolumes,
+    /// Always includes `kube-system` and `pss-guard`.
+    pub exempt_namespaces: BTreeSet<String>,
+    /// Image reference patterns; `*` matches any run of characters.
+    pub exempt_images: Vec<String>,
+    pub exempt_runtime_handlers: BTreeSet<String>,
+    /// The capabilities the runtime grants every container by default.
+    pub runtime_default_caps: CapSet,
+    pub paths: Paths,
+    pub log_path: PathBuf,
+    /// Overrides the node name in log records (default: the host name).
+    pub node_name: Option<String>,
+}
+
+impl Default for Policy {
+    /// The built-in safe default: enforce baseline:latest, no audit, exempt only the system
+    /// namespace and pss-guard's own, evaluate unidentified containers, stock runtime paths.
+    fn default() -> Self {
+        let mut caps = CapSet::EMPTY;
+        if let Ok(set) = CapSet::from_names(CONTAINERD_DEFAULT_CAPS) {
+            caps = set;
+        }
+        Policy {
+            enforce: LevelVersion::latest(Level::Baseline),
+            audit: None,
+            unidentified: Unidentified::Enforce,
+            seccomp_absent: SeccompAbsent::Unset,
+            legacy_volumes: LegacyVolumes::Allow,
+            exempt_namespaces: always_exempt(),
+            exempt_images: Vec::new(),
+            exempt_runtime_handlers: BTreeSet::new(),
+            runtime_default_caps: caps,
+            paths: Paths::default(),
+            log_path: DEFAULT_LOG_PATH.into(),
+            node_name: None,
+        }
+    }
+}
+
+fn always_exempt() -> BTreeSet<String> {
+    [SYSTEM_NAMESPACE, OWN_NAMESPACE]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot be read")]
+    Read(#[source] std::io::Error),
+    #[error("is larger than {MAX_POLICY_BYTES} bytes")]
+    TooLarge,
+    #[error("is not valid TOML for a pss-guard policy")]
+    Parse(#[source] toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    enforce: Option<String>,
+    audit: Option<String>,
+    unidentified: Option<Unidentified>,
+    seccomp_absent: Option<SeccompAbsent>,
+    legacy_volume_plugins: Option<LegacyVolumes>,
+    #[serde(default)]
+    exempt: RawExempt,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    capabilities: RawCapabilities,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExempt {
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    images: Vec<String>,
+    #[serde(default)]
+    runtime_handlers: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    kubelet_root: Option<PathBuf>,
+    containerd_root: Option<PathBuf>,
+    containerd_state: Option<PathBuf>,
+    crio_root: Option<PathBuf>,
+    crio_runroot: Option<PathBuf>,
+    #[serde(default)]
+    allowed_host_paths: Vec<PathBuf>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    runtime_default: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    path: Option<PathBuf>,
+    node_name: Option<String>,
+}
+
+impl Policy {
+    /// Reads and validates the policy file.
+    pub fn load(path: &Path) -> Result<Policy, ConfigError> {
+        let bytes = crate::spec::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
+            crate::spec::ReadError::Io(e) => ConfigError::Read(e),
+            crate::spec::ReadError::TooLarge => ConfigError::TooLarge,
+        })?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))?;
+        Policy::from_toml(text)
+    }
+
+    /// Loads the policy, or the built-in default with the reason the file was not used.
+    pub fn load_or_default(path: &Path) -> (Policy, Option<String>) {
+        match Policy::load(path) {
+            Ok(p) => (p, None),
+            Err(e) => {
+                let err = crate::error::Error::Policy {
+                    path: path.to_owned(),
+                    source: e,
+                };
+                (
+                    Policy::default(),
+                    Some(format!("{}; using the built-in default", err.chain())),
+                )
+            }
+        }
+    }
+
+    pub fn from_toml(text: &str) -> Result<Policy, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid("is empty".into()));
+        }
+        let raw: RawPolicy = toml::from_str(text).map_err(ConfigError::Parse)?;
+        let mut p = Policy::default();
+        if let Some(s) = raw.enforce {
+            p.enforce = s
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("enforce: {e}")))?;
+        }
+        if let Some(s) = raw.audit
+            && !s.is_empty()
+        {
+            p.audit = Some(
+                s.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
+            );
+        }
+        if let Some(u) = raw.unidentified {
+            p.unidentified = u;
+        }
+        if let Some(s) = raw.seccomp_absent {
+            p.seccomp_absent = s;
+        }
+        if let Some(l) = raw.legacy_volume_plugins {
+            p.legacy_volumes = l;
+        }
+        for ns in raw.exempt.namespaces {
+            if ns.is_empty() || ns.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "exempt.namespaces: {ns:?} is not a namespace name"
+                )));
+            }
+            p.exempt_namespaces.insert(ns);
+        }
+        for img in raw.exempt.images {
+            validate_image_pattern(&img)?;
+            p.exempt_images.push(img);
+        }
+        p.exempt_runtime_handlers = raw.exempt.runtime_handlers.into_iter().collect();
+        let paths = raw.paths;
+        let d = &mut p.paths;
+        for (slot, val, key) in [
+            (&mut d.kubelet_root, paths.kubelet_root, "kubelet_root"),
+            (
+                &mut d.containerd_root,
+                paths.containerd_root,
+                "containerd_root",
+            ),
+            (
+                &mut d.containerd_state,
+                paths.containerd_state,
+                "containerd_state",
+            ),
+            (&mut d.crio_root, paths.crio_root, "crio_root"),
+            (&mut d.crio_runroot, paths.crio_runroot, "crio_runroot"),
+        ] {
+            if let Some(v) = val {
+                *slot = absolute(v, key)?;
+            }
+        }
+        for v in paths.allowed_host_paths {
+            let v = absolute(v, "allowed_host_paths")?;
+            if v == Path::new("/") {
+                return Err(ConfigError::Invalid(
+                    "paths.allowed_host_paths: \"/\" would allow every host path".into(),
+                ));
+            }
+            d.allowed_host_paths.push(v);
+        }
+        if let Some(names) = raw.capabilities.runtime_default {
+            p.runtime_default_caps = CapSet::from_names(names.iter().map(String::as_str))
+                .map_err(|n| {
+                    ConfigError::Invalid(format!(
+                        "capabilities.runtime_default: unknown capability {n:?} (use kernel names such as \"CAP_NET_RAW\")"
+                    ))
+                })?;
+        }
+        if let Some(path) = raw.log.path {
+            p.log_path = absolute(path, "log.path")?;
+        }
+        p.node_name = raw.log.node_name.filter(|n| !n.is_empty());
+        Ok(p)
+    }
+
+    pub fn is_exempt_image(&self, image: &str) -> bool {
+        self.exempt_images.iter().any(|p| glob_match(p, image))
+    }
+}
+
+fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
+    let clean = p.is_absolute()
+        && p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
+    if clean {
+        Ok(p)
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{key}: {p:?} is not a clean absolute path"
+        )))
+    }
+}
+
+/// An image exemption must name at least a registry host and repository: the pod author
+/// chooses the image, so a pattern such as `*` or `*nginx*` would let any pod exempt itself.
+fn validate_image_pattern(p: &str) -> Result<(), ConfigError> {
+    let literal_prefix = p.split('*').next().unwrap_or("");
+    if !literal_prefix.contains('/') || literal_prefix.starts_with('/') {
+        return Err(ConfigError::Invalid(format!(
+            "exempt.images: {p:?} must start with a literal registry and repository (\"registry.example/team/app:*\")"
+        )));
+    }
+    Ok(())
+}
+
+/// `*` matches any run of characters (including `/`), everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for part in middle {
+        match remaining.find(part) {
+            Some(i) => remaining = &remaining[i + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Version;
+
+    #[test]
+    fn default_enforces_baseline_latest_and_exempts_system_namespaces() {
+        let p = Policy::default();
+        assert_eq!(p.enforce.to_string(), "baseline:latest");
+        assert!(p.exempt_namespaces.contains("kube-system"));
+        assert!(p.exempt_namespaces.contains("pss-guard"));
+        assert_eq!(p.unidentified, Unidentified::Enforce);
+        assert_eq!(p.runtime_default_caps.pss_names().len(), 14);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let p = Policy::from_toml(
+            r#"
+enforce = "restricted:v1.29"
+audit = "restricted:latest"
+unidentified = "allow"
+seccomp_absent = "unconfined"
+legacy_volume_plugins = "refuse"
+[exempt]
+namespaces = ["monitoring"]
+images = ["registry.example/team/agent:*"]
+runtime_handlers = ["kata"]
+[paths]
+kubelet_root = "/data/kubelet"
+allowed_host_paths = ["/run/cni"]
+[capabilities]
+runtime_default = ["CAP_CHOWN"]
+[log]
+path = "/tmp/x.log"
+node_name = "n1"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.enforce.level, Level::Restricted);
+        assert_eq!(p.enforce.version, Version::Pinned(29));
+        assert_eq!(p.audit.unwrap().to_string(), "restricted:latest");
+        assert!(p.exempt_namespaces.contains("monitoring"));
+        assert!(p.exempt_namespaces.contains("kube-system"));
+        assert!(p.is_exempt_image("registry.example/team/agent:1.2"));
+        assert!(!p.is_exempt_image("registry.example/team/other:1.2"));
+        assert_eq!(p.paths.kubelet_root, PathBuf::from("/data/kubelet"));
+        assert_eq!(p.runtime_default_caps.pss_names(), vec!["CHOWN"]);
+        assert_eq!(p.node_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn system_namespaces_cannot_be_removed() {
+        let p = Policy::from_toml("[exempt]\nnamespaces = []\n").unwrap();
+        assert!(p.exempt_namespaces.contains("kube-system"));
+        assert!(p.exempt_namespaces.contains("pss-guard"));
+    }
+
+    #[test]
+    fn broken_files_are_errors() {
+        for bad in [
+            "",
+            "enforce = ",
+            "enforce = \"privileged:latest\"",
+            "enforce = \"baseline:1.2\"",
+            "unknown_key = 1",
+            "[exempt]\nimages = [\"*\"]",
+            "[exempt]\nimages = [\"*nginx*\"]",
+            "[paths]\nkubelet_root = \"relative\"",
+            "[paths]\nkubelet_root = \"/a/../b\"",
+            "[paths]\nallowed_host_paths = [\"/\"]",
+            "[capabilities]\nruntime_default = [\"chown\"]",
+            "unidentified = \"maybe\"",
+        ] {
+            assert!(Policy::from_toml(bad).is_err(), "accepted: {bad:?}");
+        }
+    }
+
+    #[test]
+    fn missing_file_falls_back_to_default_with_reason() {
+        let (p, why) = Policy::load_or_default(Path::new("/nonexistent/pss-guard/policy.toml"));
+        assert_eq!(p, Policy::default());
+        let why = why.unwrap();
+        assert!(why.contains("cannot be read"), "{why}");
+        assert!(why.contains("built-in default"), "{why}");
+    }
+
+    #[test]
+    fn glob_matches_star_anywhere() {
+        assert!(glob_match("a/b:*", "a/b:1"));
+        assert!(glob_match("a/*/c", "a/x/y/c"));
+        assert!(!glob_match("a/b", "a/bc"));
+        assert!(glob_match("a/b", "a/b"));
+        assert!(!glob_match("a/*c", "a/b"));
+        assert!(glob_match("a/*b*", "a/xbx"));
+    }
+}

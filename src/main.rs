@@ -1,0 +1,170 @@
+//! `pss-guard`: parse argv, call into the library, map the outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lexopt::prelude::*;
+use pss_guard::config::{DEFAULT_POLICY_PATH, Policy};
+use pss_guard::hook::{self, Options};
+use pss_guard::policy::{Level, LevelVersion, Version};
+use pss_guard::spec::{self, Runtime};
+
+const USAGE: &str = "\
+usage:
+  pss-guard hook [--policy FILE] [--runtime containerd|cri-o|none] [--handler NAME]
+      Run as an OCI createRuntime/prestart hook: the state on stdin, exit 0 allowed,
+      1 refused, 2 could not evaluate (refused).
+  pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
+      [--version v1.N|latest] [--runtime containerd|cri-o|none] [--sandbox FILE]
+      [--offline] [--json]
+      Evaluate a spec and print every check. Same exit codes.
+  pss-guard version
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pss-guard: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<u8, String> {
+    let mut parser = lexopt::Parser::from_env();
+    let cmd = match parser.next().map_err(|e| e.to_string())? {
+        Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
+        Some(Long("help")) | Some(Short('h')) => {
+            print!("{USAGE}");
+            return Ok(0);
+        }
+        _ => return Err(format!("a command is required\n{USAGE}")),
+    };
+    match cmd.as_str() {
+        "hook" => hook_cmd(parser),
+        "check" => check_cmd(parser),
+        "version" => {
+            println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+fn parsed<T: std::str::FromStr<Err = String>>(p: &mut lexopt::Parser) -> Result<T, String> {
+    string(p)?.parse()
+}
+
+fn string(p: &mut lexopt::Parser) -> Result<String, String> {
+    p.value()
+        .map_err(|e| e.to_string())?
+        .string()
+        .map_err(|e| e.to_string())
+}
+
+fn hook_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+    let mut policy = PathBuf::from(DEFAULT_POLICY_PATH);
+    let mut opts = Options {
+        runtime: Runtime::Containerd,
+        handler: None,
+        enforce: None,
+        live: true,
+        sandbox_file: None,
+    };
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("policy") => policy = p.value().map_err(|e| e.to_string())?.into(),
+            Long("runtime") => opts.runtime = parsed(&mut p)?,
+            Long("handler") => opts.handler = Some(string(&mut p)?),
+            other => {
+                // A hook that cannot understand its own arguments refuses the container,
+                // with the usual one line.
+                eprintln!("pss-guard: bad hook argument: {}", other.unexpected());
+                return Ok(2);
+            }
+        }
+    }
+    Ok(hook::run(&policy, &opts))
+}
+
+fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+    let mut target: Option<PathBuf> = None;
+    let mut policy_path: Option<PathBuf> = None;
+    let mut level: Option<Level> = None;
+    let mut version: Option<Version> = None;
+    let mut json = false;
+    let mut opts = Options {
+        runtime: Runtime::Containerd,
+        handler: None,
+        enforce: None,
+        live: true,
+        sandbox_file: None,
+    };
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Value(v) if target.is_none() => target = Some(v.into()),
+            Long("policy") => policy_path = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("level") => level = Some(parsed(&mut p)?),
+            Long("version") => version = Some(parsed(&mut p)?),
+            Long("runtime") => opts.runtime = parsed(&mut p)?,
+            Long("handler") => opts.handler = Some(string(&mut p)?),
+            Long("sandbox") => {
+                opts.sandbox_file = Some(p.value().map_err(|e| e.to_string())?.into())
+            }
+            Long("offline") => opts.live = false,
+            Long("json") => json = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let target = target.ok_or_else(|| format!("check needs a bundle or config.json\n{USAGE}"))?;
+    // An explicit policy file must load; the default path may be absent (a workstation).
+    let (policy, policy_error) = match &policy_path {
+        Some(path) => (
+            Policy::load(path).map_err(|e| {
+                pss_guard::error::Error::Policy {
+                    path: path.clone(),
+                    source: e,
+                }
+                .chain()
+            })?,
+            None,
+        ),
+        None => Policy::load_or_default(std::path::Path::new(DEFAULT_POLICY_PATH)),
+    };
+    if level.is_some() || version.is_some() {
+        opts.enforce = Some(LevelVersion {
+            level: level.unwrap_or(policy.enforce.level),
+            version: version.unwrap_or(policy.enforce.version),
+        });
+    }
+    let (bundle, spec) = if target.is_dir() {
+        let s = spec::load_bundle_spec(&target);
+        (target.clone(), s)
+    } else {
+        let bundle = target
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
+        (bundle, spec::load_spec_file(&target))
+    };
+    let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
+    let id = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut decision = match spec {
+        Ok(spec) => {
+            let identity = spec::identity::identify(opts.runtime, &id, &spec);
+            hook::decide(&policy, &opts, &spec, identity, &bundle)
+        }
+        Err(e) => hook::decide_from_state(&policy, &opts, Err(e)),
+    };
+    decision.policy_error = policy_error;
+    if json {
+        println!("{}", decision.to_json());
+    } else {
+        print!("{}", decision.render_text());
+    }
+    Ok(decision.kind.exit_code())
+}

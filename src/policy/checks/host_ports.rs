@@ -1,0 +1,35 @@
+//! `hostPorts`: not observable at the node: the host port is part of the CNI port mapping, not of the OCI spec.
+//!
+//! The check exists so that every report, and the README table, shows the gap. Admission
+//! (PSA, Kyverno) remains the only enforcement for it.
+
+use crate::facts::Facts;
+use crate::policy::{Check, Context, Level, Outcome};
+
+pub const CHECK: Check = Check {
+    id: "hostPorts",
+    reason: "hostPort",
+    level: Level::Baseline,
+    since: 0,
+    overridden_from: None,
+    eval,
+};
+
+fn eval(_f: &Facts, _ctx: &Context) -> Outcome {
+    Outcome::NotObservable {
+        why: "the host port is part of the CNI port mapping, not of the OCI spec",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::checks::testing::{privileged, run};
+
+    #[test]
+    fn always_reports_not_observable() {
+        for f in [Facts::compliant_example(), privileged()] {
+            assert!(matches!(run(&CHECK, &f, 37), Outcome::NotObservable { .. }));
+        }
+    }
+}

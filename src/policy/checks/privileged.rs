@@ -1,0 +1,84 @@
+//! `privileged`: containers must not set `securityContext.privileged=true`.
+//!
+//! The spec has no "privileged" field; runtimes expand it (containerd `WithPrivileged`, podman
+//! `--privileged`) into: every capability the runtime holds, no `maskedPaths`/`readonlyPaths`,
+//! `/sys` mounted read-write, and (unless `privileged_without_host_devices`) a device cgroup rule
+//! allowing every device. We call a container privileged when it has the first three together,
+//! or the allow-all device rule, which nothing but privileged produces. `capabilities.add: [ALL]`
+//! alone gives every capability but keeps the masks and a read-only `/sys`, so it is reported
+//! as capabilities, as admission would.
+//!
+//! When this check fails, the capability, procMount, seccomp and AppArmor findings that are only
+//! its side effects are reported as covered by it, so the refusal reads like admission's.
+
+use crate::facts::Facts;
+use crate::policy::{Check, Context, Level, Outcome};
+
+pub const CHECK: Check = Check {
+    id: "privileged",
+    reason: "privileged",
+    level: Level::Baseline,
+    since: 0,
+    overridden_from: None,
+    eval,
+};
+
+pub fn is_privileged(f: &Facts) -> bool {
+    let full_caps = !f.host_caps.is_empty() && f.caps.bounding.is_superset_of(f.host_caps);
+    f.all_devices || (full_caps && f.proc_unmasked && f.sys_writable)
+}
+
+fn eval(_f: &Facts, ctx: &Context) -> Outcome {
+    if ctx.privileged {
+        Outcome::Fail {
+            detail: format!(
+                "{} must not set securityContext.privileged=true",
+                ctx.subject
+            ),
+        }
+    } else {
+        Outcome::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::checks::testing::{detail, privileged, run};
+
+    #[test]
+    fn containerd_privileged_fails() {
+        assert_eq!(
+            detail(run(&CHECK, &privileged(), 37)),
+            "container \"app\" must not set securityContext.privileged=true"
+        );
+    }
+
+    #[test]
+    fn privileged_without_host_devices_still_fails() {
+        let mut f = privileged();
+        f.all_devices = false;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
+    }
+
+    #[test]
+    fn add_all_alone_is_not_privileged() {
+        let mut f = Facts::compliant_example();
+        f.caps.bounding = f.host_caps;
+        assert_eq!(run(&CHECK, &f, 37), Outcome::Pass);
+    }
+
+    #[test]
+    fn unmasked_proc_alone_is_not_privileged() {
+        let mut f = Facts::compliant_example();
+        f.proc_unmasked = true;
+        assert_eq!(run(&CHECK, &f, 37), Outcome::Pass);
+    }
+
+    #[test]
+    fn allow_all_device_rule_alone_is_privileged() {
+        let mut f = Facts::compliant_example();
+        f.all_devices = true;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
+    }
+}

@@ -1,0 +1,45 @@
+//! `runAsUser` (since v1.23): pods must not set `runAsUser: 0`.
+//!
+//! The node sees uid 0 whether it came from `runAsUser: 0` or from the image; both fail here,
+//! while admission refuses only the explicit setting (and `runAsNonRoot` catches the image
+//! case). Divergence, stricter.
+
+use crate::facts::Facts;
+use crate::policy::{Check, Context, Level, Outcome};
+
+pub const CHECK: Check = Check {
+    id: "runAsUser",
+    reason: "runAsUser=0",
+    level: Level::Restricted,
+    since: 23,
+    overridden_from: None,
+    eval,
+};
+
+fn eval(f: &Facts, ctx: &Context) -> Outcome {
+    if f.uid != 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Fail {
+            detail: format!("{} must not set runAsUser=0", ctx.subject),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::checks::testing::{detail, run};
+
+    #[test]
+    fn uid_zero_fails() {
+        let mut f = Facts::compliant_example();
+        f.uid = 0;
+        assert_eq!(
+            detail(run(&CHECK, &f, 37)),
+            "container \"app\" must not set runAsUser=0"
+        );
+        f.uid = 1000;
+        assert_eq!(run(&CHECK, &f, 37), Outcome::Pass);
+    }
+}

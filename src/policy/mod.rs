@@ -1,0 +1,431 @@
+//! Pod Security Standards levels, policy versions, the registry of checks and the evaluation of
+//! [`Facts`] against a level and version. Everything here is pure: no I/O.
+
+pub mod checks;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::{LegacyVolumes, SeccompAbsent};
+use crate::facts::Facts;
+
+/// The newest policy version this evaluator knows; `latest` means this one, and pinned versions
+/// above it are clamped to it, as Pod Security Admission does.
+pub const NEWEST_MINOR: u32 = 37;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Baseline,
+    Restricted,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Baseline => "baseline",
+            Level::Restricted => "restricted",
+        })
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "baseline" => Ok(Level::Baseline),
+            "restricted" => Ok(Level::Restricted),
+            _ => Err(format!(
+                "unknown level {s:?} (expected \"baseline\" or \"restricted\")"
+            )),
+        }
+    }
+}
+
+/// A policy version: `latest` or a pinned `v1.N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Latest,
+    Pinned(u32),
+}
+
+impl Version {
+    /// The minor version whose rules apply.
+    pub fn minor(self) -> u32 {
+        match self {
+            Version::Latest => NEWEST_MINOR,
+            Version::Pinned(n) => n.min(NEWEST_MINOR),
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Version::Latest => f.write_str("latest"),
+            Version::Pinned(n) => write!(f, "v1.{n}"),
+        }
+    }
+}
+
+impl FromStr for Version {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "latest" {
+            return Ok(Version::Latest);
+        }
+        s.strip_prefix("v1.")
+            .and_then(|n| {
+                // Reject "v1.07" and "v1.+3": only canonical decimal minors.
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with("0")
+                    || n == "0")
+                    .then(|| n.parse::<u32>().ok())
+                    .flatten()
+            })
+            .map(Version::Pinned)
+            .ok_or_else(|| format!("unknown version {s:?} (expected \"latest\" or \"v1.N\")"))
+    }
+}
+
+/// `baseline:latest`, `restricted:v1.29`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelVersion {
+    pub level: Level,
+    pub version: Version,
+}
+
+impl LevelVersion {
+    pub fn latest(level: Level) -> Self {
+        LevelVersion {
+            level,
+            version: Version::Latest,
+        }
+    }
+}
+
+impl fmt::Display for LevelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.level, self.version)
+    }
+}
+
+impl FromStr for LevelVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (l, v) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not \"level:version\""))?;
+        Ok(LevelVersion {
+            level: l.parse()?,
+            version: v.parse()?,
+        })
+    }
+}
+
+/// The result of one check for one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail {
+        detail: String,
+    },
+    /// The setting does not reach the node (or not on this host); the reason says why.
+    NotObservable {
+        why: &'static str,
+    },
+    /// What this check looks at is a side effect of another failing check (a privileged
+    /// container has every capability and no seccomp), reported there instead.
+    Covered {
+        by: &'static str,
+    },
+}
+
+/// Switches for settings the node cannot tell apart on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ambiguity {
+    pub seccomp_absent: SeccompAbsent,
+    pub legacy_volumes: LegacyVolumes,
+}
+
+impl Default for Ambiguity {
+    fn default() -> Self {
+        Ambiguity {
+            seccomp_absent: SeccompAbsent::Unset,
+            legacy_volumes: LegacyVolumes::Allow,
+        }
+    }
+}
+
+/// What a check reads besides the facts.
+pub struct Context<'a> {
+    /// The minor policy version in force.
+    pub minor: u32,
+    /// `container "app"`, the subject of most details.
+    pub subject: &'a str,
+    pub ambiguity: Ambiguity,
+    /// The container's capabilities by default, without any `add`.
+    pub runtime_default_caps: crate::facts::CapSet,
+    /// The privileged check failed: checks whose findings are its side effects stand down.
+    pub privileged: bool,
+}
+
+/// One upstream check.
+pub struct Check {
+    /// The upstream check ID, verbatim (`hostNamespaces`).
+    pub id: &'static str,
+    /// The upstream ForbiddenReason, verbatim (`host namespaces`).
+    pub reason: &'static str,
+    pub level: Level,
+    /// The first minor version the check applies at.
+    pub since: u32,
+    /// Under restricted, a baseline check that a restricted one replaces from this minor on.
+    pub overridden_from: Option<u32>,
+    pub eval: fn(&Facts, &Context) -> Outcome,
+}
+
+/// Every check in Pod Security Admission's order: baseline IDs sorted bytewise, then restricted.
+pub static CHECKS: &[Check] = &[
+    checks::app_armor_profile::CHECK,
+    checks::capabilities_baseline::CHECK,
+    checks::host_namespaces::CHECK,
+    checks::host_path_volumes::CHECK,
+    checks::host_ports::CHECK,
+    checks::host_probes_and_host_lifecycle::CHECK,
+    checks::privileged::CHECK,
+    checks::proc_mount::CHECK,
+    checks::se_linux_options::CHECK,
+    checks::seccomp_profile_baseline::CHECK,
+    checks::sysctls::CHECK,
+    checks::windows_host_process::CHECK,
+    checks::allow_privilege_escalation::CHECK,
+    checks::capabilities_restricted::CHECK,
+    checks::proc_mount_restricted::CHECK,
+    checks::restricted_volumes::CHECK,
+    checks::run_as_non_root::CHECK,
+    checks::run_as_user::CHECK,
+    checks::seccomp_profile_restricted::CHECK,
+];
+
+/// The checks that apply at a level and minor version, in report order.
+pub fn applicable(level: Level, minor: u32) -> impl Iterator<Item = &'static Check> {
+    CHECKS.iter().filter(move |c| {
+        c.since <= minor
+            && match (level, c.level) {
+                (Level::Baseline, Level::Baseline) => true,
+                (Level::Baseline, Level::Restricted) => false,
+                (Level::Restricted, Level::Restricted) => true,
+                (Level::Restricted, Level::Baseline) => {
+                    c.overridden_from.is_none_or(|from| minor < from)
+                }
+            }
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    pub id: &'static str,
+    pub reason: &'static str,
+    pub outcome: Outcome,
+}
+
+/// Every applicable check's outcome, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub policy: LevelVersion,
+    pub results: Vec<CheckResult>,
+}
+
+impl Report {
+    pub fn violations(&self) -> impl Iterator<Item = (&CheckResult, &str)> {
+        self.results.iter().filter_map(|r| match &r.outcome {
+            Outcome::Fail { detail } => Some((r, detail.as_str())),
+            _ => None,
+        })
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.violations().next().is_none()
+    }
+
+    /// `violates PodSecurity "baseline:latest": privileged (container "app" must not ...)`,
+    /// as Pod Security Admission words it; `None` when nothing failed.
+    pub fn message(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .violations()
+            .map(|(r, d)| {
+                if d.is_empty() {
+                    r.reason.to_owned()
+                } else {
+                    format!("{} ({d})", r.reason)
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "violates PodSecurity \"{}\": {}",
+            self.policy,
+            parts.join(", ")
+        ))
+    }
+}
+
+/// Evaluates the facts of one container against a level and version.
+pub fn evaluate(
+    facts: &Facts,
+    policy: LevelVersion,
+    container: &str,
+    ambiguity: Ambiguity,
+    runtime_default_caps: crate::facts::CapSet,
+) -> Report {
+    let subject = format!("container {container:?}");
+    let mut ctx = Context {
+        minor: policy.version.minor(),
+        subject: &subject,
+        ambiguity,
+        runtime_default_caps,
+        privileged: false,
+    };
+    ctx.privileged = checks::privileged::is_privileged(facts);
+    let results = applicable(policy.level, ctx.minor)
+        .map(|c| CheckResult {
+            id: c.id,
+            reason: c.reason,
+            outcome: (c.eval)(facts, &ctx),
+        })
+        .collect();
+    Report { policy, results }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(level: Level, minor: u32) -> Vec<&'static str> {
+        applicable(level, minor).map(|c| c.id).collect()
+    }
+
+    const BASELINE: [&str; 12] = [
+        "appArmorProfile",
+        "capabilities_baseline",
+        "hostNamespaces",
+        "hostPathVolumes",
+        "hostPorts",
+        "hostProbesAndHostLifecycle",
+        "privileged",
+        "procMount",
+        "seLinuxOptions",
+        "seccompProfile_baseline",
+        "sysctls",
+        "windowsHostProcess",
+    ];
+
+    /// The registry matches upstream's check IDs for every supported version.
+    #[test]
+    fn registry_matches_upstream_ids_per_version() {
+        for minor in 0..=NEWEST_MINOR {
+            let mut base: Vec<&str> = BASELINE.to_vec();
+            if minor < 34 {
+                base.retain(|id| *id != "hostProbesAndHostLifecycle");
+            }
+            assert_eq!(ids(Level::Baseline, minor), base, "baseline v1.{minor}");
+
+            let mut restricted: Vec<&str> = base.clone();
+            restricted.retain(|id| *id != "hostPathVolumes");
+            if minor >= 22 {
+                restricted.retain(|id| *id != "capabilities_baseline");
+            }
+            if minor >= 19 {
+                restricted.retain(|id| *id != "seccompProfile_baseline");
+            }
+            if minor >= 35 {
+                restricted.retain(|id| *id != "procMount");
+            }
+            for (id, since) in [
+                ("allowPrivilegeEscalation", 8),
+                ("capabilities_restricted", 22),
+                ("procMount_restricted", 35),
+                ("restrictedVolumes", 0),
+                ("runAsNonRoot", 0),
+                ("runAsUser", 23),
+                ("seccompProfile_restricted", 19),
+            ] {
+                if minor >= since {
+                    restricted.push(id);
+                }
+            }
+            assert_eq!(
+                ids(Level::Restricted, minor),
+                restricted,
+                "restricted v1.{minor}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_sorted_bytewise_within_each_level() {
+        for level in [Level::Baseline, Level::Restricted] {
+            let v: Vec<&str> = CHECKS
+                .iter()
+                .filter(|c| c.level == level)
+                .map(|c| c.id)
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            assert_eq!(v, sorted);
+        }
+    }
+
+    #[test]
+    fn versions_parse_and_clamp() {
+        assert_eq!("latest".parse::<Version>(), Ok(Version::Latest));
+        assert_eq!("v1.0".parse::<Version>(), Ok(Version::Pinned(0)));
+        assert_eq!("v1.29".parse::<Version>(), Ok(Version::Pinned(29)));
+        assert_eq!(Version::Pinned(99).minor(), NEWEST_MINOR);
+        for bad in [
+            "1.29", "v2.0", "v1.", "v1.x", "v1.07", "v1.-1", "", "Latest",
+        ] {
+            assert!(bad.parse::<Version>().is_err(), "accepted {bad:?}");
+        }
+        assert_eq!(
+            "restricted:v1.22"
+                .parse::<LevelVersion>()
+                .unwrap()
+                .to_string(),
+            "restricted:v1.22"
+        );
+        assert!("privileged:latest".parse::<LevelVersion>().is_err());
+    }
+
+    #[test]
+    fn compliant_container_passes_baseline_and_message_is_none() {
+        let f = Facts::compliant_example();
+        let r = evaluate(
+            &f,
+            LevelVersion::latest(Level::Baseline),
+            "app",
+            Ambiguity::default(),
+            crate::config::Policy::default().runtime_default_caps,
+        );
+        assert!(r.allowed(), "{r:?}");
+        assert_eq!(r.message(), None);
+    }
+
+    #[test]
+    fn message_joins_failures_in_order() {
+        let mut f = Facts::compliant_example();
+        f.host_ns.network = true;
+        f.sysctls = vec!["kernel.msgmax".into()];
+        let r = evaluate(
+            &f,
+            LevelVersion::latest(Level::Baseline),
+            "app",
+            Ambiguity::default(),
+            crate::config::Policy::default().runtime_default_caps,
+        );
+        assert_eq!(
+            r.message().unwrap(),
+            "violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true), forbidden sysctls (kernel.msgmax)"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The only code that reads OCI files: the state on stdin, the bundle's `config.json`, the pod
+//! sandbox's spec, and the host facts they point at (namespace inodes, mount sources). It turns
+//! them into [`Facts`] once, before any check runs.
+
+pub mod identity;
+pub mod mounts;
+pub mod namespaces;
+pub mod raw;
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, State};
+
+use crate::config::Policy;
+use crate::error::Error;
+use crate::facts::{AppArmor, CapSet, Capabilities, Facts, HostNamespaces};
+pub use identity::{Identity, Runtime};
+use raw::RawSpec;
+
+/// Real specs are 10-60 KB; a spec this large is not one a runtime wrote.
+pub const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
+/// The state carries the spec's annotations, so it gets the same bound.
+pub const MAX_STATE_BYTES: usize = MAX_SPEC_BYTES;
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    TooLarge,
+}
+
+/// Reads at most `limit` bytes; more is an error, never a truncation.
+pub fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let f = std::fs::File::open(path).map_err(ReadError::Io)?;
+    read_all_bounded(f, limit)
+}
+
+fn read_all_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    r.take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(ReadError::Io)?;
+    if buf.len() > limit {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(buf)
+}
+
+fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
+    match e {
+        ReadError::Io(source) => Error::Read {
+            path: path.to_owned(),
+            source,
+        },
+        ReadError::TooLarge => Error::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+    }
+}
+
+/// Parses the OCI state and checks that its bundle is a clean absolute path.
+pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
+    let state: State = serde_json::from_slice(bytes).map_err(Error::ParseState)?;
+    let bundle = state.bundle();
+    if bundle.as_os_str().is_empty() {
+        return Err(Error::NoBundle);
+    }
+    if !is_clean_absolute(bundle) {
+        return Err(Error::BundlePath(bundle.clone()));
+    }
+    Ok(state)
+}
+
+/// Absolute, and no `.`, `..` or empty components (`Path::components` hides `.` and `//`).
+pub fn is_clean_absolute(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    let Some(rest) = bytes.strip_prefix(b"/") else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .split(|b| *b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
+/// Parses a spec already in memory.
+pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<RawSpec, Error> {
+    serde_json::from_slice(bytes).map_err(|source| Error::ParseSpec {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads `<bundle>/config.json`, following no symlink at the bundle or the file.
+pub fn load_bundle_spec(bundle: &Path) -> Result<RawSpec, Error> {
+    let path = bundle.join("config.json");
+    let dir = nix::fcntl::open(
+        bundle,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP => {
+            Error::BundleNotDir(bundle.to_owned())
+        }
+        e => Error::Read {
+            path: bundle.to_owned(),
+            source: e.into(),
+        },
+    })?;
+    let fd = openat(
+        dir.as_fd(),
+        "config.json",
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::Read {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    let bytes = read_all_bounded(std::fs::File::from(fd), MAX_SPEC_BYTES)
+        .map_err(|e| read_error(&path, MAX_SPEC_BYTES, e))?;
+    parse_spec(&bytes, &path)
+}
+
+/// Reads a spec file named directly (the `check` command, saved fixtures).
+pub fn load_spec_file(path: &Path) -> Result<RawSpec, Error> {
+    let bytes =
+        read_bounded(path, MAX_SPEC_BYTES).map_err(|e| read_error(path, MAX_SPEC_BYTES, e))?;
+    parse_spec(&bytes, path)
+}
+
+/// Where the runtime keeps the pod sandbox's bundle, for a container of that pod.
+pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> Option<PathBuf> {
+    let kube = identity.kube.as_ref()?;
+    if kube.is_sandbox {
+        return None;
+    }
+    let sid = &kube.sandbox_id;
+    if !matches!(
+        Path::new(sid).components().collect::<Vec<_>>().as_slice(),
+        [Component::Normal(_)]
+    ) {
+        return None;
+    }
+    match runtime {
+        // runtime/v2 bundles: <state>/io.containerd.runtime.v2.task/<namespace>/<id>.
+        Runtime::Containerd => Some(bundle.parent()?.join(sid)),
+        // <runroot>/overlay-containers/<id>/userdata.
+        Runtime::CriO => Some(bundle.parent()?.parent()?.join(sid).join("userdata")),
+        Runtime::None => None,
+    }
+}
+
+/// The container's spec and everything around it that the facts are built from.
+pub struct Input<'a> {
+    pub spec: &'a RawSpec,
+    pub identity: &'a Identity,
+    pub bundle: &'a Path,
+    /// The pod sandbox's spec: required for a Kubernetes container (pod sysctls live there).
+    pub sandbox: Option<&'a RawSpec>,
+    pub sandbox_bundle: Option<&'a Path>,
+    /// The container is being created now, so `/proc/<pid>` paths in its spec are current.
+    pub live: bool,
+}
+
+fn capset(names: &Option<Vec<String>>, set: &'static str) -> Result<CapSet, Error> {
+    CapSet::from_names(names.iter().flatten().map(String::as_str))
+        .map_err(|n| Error::UnknownCapability(n, set))
+}
+
+/// The capabilities this host grants a privileged container: the runtime's bounding set, which
+/// the hook inherits. Unreadable means every capability the caps crate knows.
+fn host_caps() -> CapSet {
+    let set = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let mut out = CapSet::EMPTY;
+    for c in set {
+        out.insert(c);
+    }
+    out
+}
+
+fn apparmor_enabled() -> bool {
+    std::fs::read("/sys/module/apparmor/parameters/enabled")
+        .map(|b| b.first() == Some(&b'Y'))
+        .unwrap_or(false)
+}
+
+/// Builds the facts. All the I/O of an evaluation happens here.
+pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
+    let spec = input.spec;
+    let path = || input.bundle.join("config.json");
+    let process = spec
+        .process
+        .as_ref()
+        .ok_or_else(|| Error::NoProcess(path()))?;
+    let empty = raw::RawCapabilities::default();
+    let c = process.capabilities.as_ref().unwrap_or(&empty);
+    let caps = Capabilities {
+        bounding: capset(&c.bounding, "process.capabilities.bounding")?,
+        effective: capset(&c.effective, "process.capabilities.effective")?,
+        permitted: capset(&c.permitted, "process.capabilities.permitted")?,
+        inheritable: capset(&c.inheritable, "process.capabilities.inheritable")?,
+        ambient: capset(&c.ambient, "process.capabilities.ambient")?,
+    };
+    let linux = spec.linux.as_ref();
+    let is_empty = |v: Option<&Vec<String>>| v.is_none_or(|v| v.is_empty());
+    let proc_unmasked = is_empty(linux.and_then(|l| l.masked_paths.as_ref()))
+        && is_empty(linux.and_then(|l| l.readonly_paths.as_ref()));
+    let sys_writable = spec.mounts().iter().any(|m| {
+        m.destination() == Path::new("/sys")
+            && m.typ().as_deref() == Some("sysfs")
+            && !m
+                .options()
+                .as_deref()
+                .is_some_and(|o| o.iter().any(|s| s == "ro"))
+    });
+    let all_devices = linux
+        .and_then(|l| l.resources.as_ref())
+        .and_then(|r| r.devices.as_ref())
+        .is_some_and(|devs| {
+            devs.iter().any(|d| {
+                d.allow()
+                    && matches!(d.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
+                    && d.major().is_none()
+                    && d.minor().is_none()
+                    && d.access()
+                        .as_deref()
+                        .is_none_or(|a| a.contains('r') && a.contains('w'))
+            })
+        });
+
+    let ns = |kind| namespaces::is_host(kind, spec, input.sandbox, input.live);
+    let host_ns = HostNamespaces {
+        network: ns(LinuxNamespaceType::Network)?,
+        pid: ns(LinuxNamespaceType::Pid)?,
+        ipc: ns(LinuxNamespaceType::Ipc)?,
+    };
+
+    let kube = input.identity.kube.as_ref();
+    let pod_uid = kube
+        .and_then(|k| k.pod_uid.clone())
+        .or_else(|| input.sandbox.and_then(uid_from_log_directory));
+    if kube.is_some() && pod_uid.is_none() {
+        return Err(Error::NoPodUid(identity::keys::CRI_SANDBOX_UID));
+    }
+    let roots = mounts::Roots::new(&mounts::RootInputs {
+        paths: &policy.paths,
+        pod_uid: pod_uid.as_deref(),
+        container_id: &input.identity.container_id,
+        sandbox_id: kube.map(|k| k.sandbox_id.as_str()),
+        bundle: input.bundle,
+        sandbox_bundle: input.sandbox_bundle,
+    });
+    let mounts = mounts::classify(spec.mounts(), &roots, input.bundle);
+
+    let mut sysctls: Vec<String> = [Some(spec), input.sandbox]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.linux.as_ref()?.sysctl.as_ref())
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    sysctls.sort_unstable();
+    sysctls.dedup();
+
+    let profile = process.apparmor_profile.clone().filter(|p| !p.is_empty());
+    let apparmor = if profile.is_some() || apparmor_enabled() {
+        AppArmor::Profile(profile)
+    } else {
+        AppArmor::HostDisabled
+    };
+
+    Ok(Facts {
+        caps,
+        host_caps: host_caps(),
+        proc_unmasked,
+        sys_writable,
+        all_devices,
+        host_ns,
+        user_namespace: namespaces::has_user_namespace(spec, input.live),
+        mounts,
+        sysctls,
+        seccomp: linux.is_some_and(|l| l.seccomp.is_some()),
+        apparmor,
+        selinux_label: process.selinux_label.clone().filter(|l| !l.is_empty()),
+        no_new_privileges: process.no_new_privileges.unwrap_or(false),
+        uid: process.user.uid,
+    })
+}
+
+/// containerd before 1.6.11 sets no sandbox-uid; its sandbox spec still names the pod's log
+/// directory, `/var/log/pods/<namespace>_<name>_<uid>`.
+fn uid_from_log_directory(sandbox: &RawSpec) -> Option<String> {
+    let dir = sandbox.annotation(identity::keys::CRI_SANDBOX_LOG_DIRECTORY)?;
+    let last = Path::new(dir).file_name()?.to_str()?;
+    let uid = last.rsplit('_').next()?;
+    (!uid.is_empty() && uid != last).then(|| uid.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_requires_clean_absolute_bundle() {
+        let ok =
+            br#"{"ociVersion":"1.0.2","id":"c","status":"creating","pid":1,"bundle":"/run/b/c"}"#;
+        assert!(parse_state(ok).is_ok());
+        for bad in [
+            &br#"{"ociVersion":"1.0.2","id":"c","status":"creating"}"#[..],
+            br#"{"id":"c","status":"creating","bundle":"rel/b"}"#,
+            br#"{"id":"c","status":"creating","bundle":"/run/../etc"}"#,
+            br#"{"id":"c","status":"creating","bundle":"/run/./b"}"#,
+            br#"{"id":"c","status":"creating","bundle":"/run//b"}"#,
+            br#"{"id":"c","status":"creating","bundle":"/run/b/"}"#,
+            br#"not json"#,
+            br#""#,
+        ] {
+            assert!(
+                parse_state(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn bounded_read_refuses_oversize() {
+        let data = [b' '; 100];
+        assert!(read_all_bounded(&data[..], 100).is_ok());
+        assert!(matches!(
+            read_all_bounded(&data[..], 99),
+            Err(ReadError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn pod_uid_from_log_directory() {
+        let s: RawSpec = serde_json::from_str(
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-log-directory":"/var/log/pods/default_web_1234-ab"}}"#,
+        )
+        .unwrap();
+        assert_eq!(uid_from_log_directory(&s).as_deref(), Some("1234-ab"));
+    }
+
+    #[test]
+    fn sandbox_bundle_locations() {
+        let mut id = Identity {
+            kube: Some(identity::Kube {
+                sandbox_id: "sb1".into(),
+                ..identity::Kube::default()
+            }),
+            ..Identity::default()
+        };
+        let b = Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1");
+        assert_eq!(
+            sandbox_bundle(Runtime::Containerd, b, &id).unwrap(),
+            Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/sb1")
+        );
+        let b = Path::new("/run/containers/storage/overlay-containers/c1/userdata");
+        assert_eq!(
+            sandbox_bundle(Runtime::CriO, b, &id).unwrap(),
+            Path::new("/run/containers/storage/overlay-containers/sb1/userdata")
+        );
+        id.kube.as_mut().unwrap().sandbox_id = "../x".into();
+        assert_eq!(sandbox_bundle(Runtime::Containerd, b, &id), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! Classifies each bind mount's source as managed by kubelet or the runtime for THIS pod and
+//! container, or as a host path.
+//!
+//! Managed means under one of: this pod's kubelet directory (`<kubelet>/pods/<uid>/` volumes,
+//! volume-subpaths, etc-hosts, containers), containerd's directories for this sandbox and this
+//! container, CRI-O/podman storage for this container or sandbox, this container's bundle, or an
+//! operator allow-list. Sources are resolved (symlinks, `..`) before comparing, roots too, and
+//! prefixes compare whole path components, so `/var/lib/kubelet/pods/<uid>/../<other uid>` and
+//! `/var/lib/kubelet/pods/<uid>x` are host paths.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::Mount;
+
+use crate::facts::{BindMount, MountOrigin};
+
+/// Everything that locates this pod's and container's managed directories.
+#[derive(Debug, Default)]
+pub struct Roots {
+    /// `<kubelet root>/pods/<uid>`, when the pod uid is known.
+    pub pod_dir: Option<PathBuf>,
+    /// Directories whose whole subtree is managed.
+    pub trees: Vec<PathBuf>,
+    /// Single managed files or directories (exact match or below).
+    pub files: Vec<PathBuf>,
+}
+
+/// What the roots are derived from.
+pub struct RootInputs<'a> {
+    pub paths: &'a crate::config::Paths,
+    pub pod_uid: Option<&'a str>,
+    pub container_id: &'a str,
+    pub sandbox_id: Option<&'a str>,
+    pub bundle: &'a Path,
+    pub sandbox_bundle: Option<&'a Path>,
+}
+
+/// A path with only normal components, so joining it cannot climb out of a root.
+fn safe_component(s: &str) -> Option<&str> {
+    let p = Path::new(s);
+    let mut comps = p.components();
+    match (comps.next(), comps.next()) {
+        (Some(Component::Normal(_)), None) => Some(s),
+        _ => None,
+    }
+}
+
+impl Roots {
+    pub fn new(i: &RootInputs) -> Roots {
+        let p = i.paths;
+        let mut trees: Vec<PathBuf> = p.allowed_host_paths.iter().map(|a| resolve(a)).collect();
+        let mut files = Vec::new();
+        trees.push(resolve(i.bundle));
+        if let Some(sb) = i.sandbox_bundle {
+            trees.push(resolve(sb));
+        }
+        let cri_root = resolve(&p.containerd_root.join("io.containerd.grpc.v1.cri"));
+        let cri_state = resolve(&p.containerd_state.join("io.containerd.grpc.v1.cri"));
+        let ids = [Some(i.container_id), i.sandbox_id];
+        for id in ids.into_iter().flatten().filter_map(safe_component) {
+            for storage in [&p.crio_root, &p.crio_runroot] {
+                trees.push(resolve(
+                    &storage.join("overlay-containers").join(id).join("userdata"),
+                ));
+            }
+        }
+        if let Some(cid) = safe_component(i.container_id) {
+            trees.push(cri_root.join("containers").join(cid).join("volumes"));
+        }
+        if let Some(sid) = i.sandbox_id.and_then(safe_component) {
+            for f in ["hostname", "hosts", "resolv.conf"] {
+                files.push(cri_root.join("sandboxes").join(sid).join(f));
+            }
+            trees.push(cri_state.join("sandboxes").join(sid).join("shm"));
+            trees.push(cri_state.join("image-volumes").join(sid));
+        }
+        let pod_dir = i
+            .pod_uid
+            .and_then(safe_component)
+            .map(|uid| resolve(&p.kubelet_root).join("pods").join(uid));
+        Roots {
+            pod_dir,
+            trees,
+            files,
+        }
+    }
+
+    fn classify(&self, src: &Path) -> MountOrigin {
+        if let Some(pod) = &self.pod_dir
+            && let Ok(rest) = src.strip_prefix(pod)
+        {
+            return self.classify_in_pod(pod, rest, src);
+        }
+        if self.trees.iter().any(|t| src.starts_with(t)) || self.files.iter().any(|f| src == f) {
+            return MountOrigin::Managed { plugin: None };
+        }
+        MountOrigin::Host
+    }
+
+    /// `rest` is the path below `<kubelet>/pods/<uid>`.
+    fn classify_in_pod(&self, pod: &Path, rest: &Path, src: &Path) -> MountOrigin {
+        let parts: Vec<&OsStr> = rest.iter().collect();
+        let plugin = |p: &OsStr| MountOrigin::Managed {
+            plugin: Some(p.to_string_lossy().into_owned()),
+        };
+        match parts.as_slice() {
+            [v, p, _name, ..] if *v == "volumes" => plugin(p),
+            [s, vol, _ctr, _n, ..] if *s == "volume-subpaths" => subpath_origin(pod, vol, src),
+            [e] if *e == "etc-hosts" => MountOrigin::Managed { plugin: None },
+            [c, _ctr, _file] if *c == "containers" => MountOrigin::Managed { plugin: None },
+            _ => MountOrigin::Host,
+        }
+    }
+}
+
+/// A subPath mount: kubelet bind-mounts the sub-directory at
+/// `<pod>/volume-subpaths/<volume>/<container>/<index>`, whatever the volume's type. A pod volume
+/// of a managed type also has `<pod>/volumes/<plugin>/<volume>`; a PersistentVolume's directory
+/// is named after the PV instead, but is a mount point on the same device as the subpath. A
+/// hostPath volume has neither.
+fn subpath_origin(pod: &Path, vol: &OsStr, src: &Path) -> MountOrigin {
+    let volumes = pod.join("volumes");
+    let Ok(plugins) = fs::read_dir(&volumes) else {
+        return MountOrigin::Host;
+    };
+    let src_dev = fs::metadata(src).map(|m| m.dev()).ok();
+    let pod_dev = fs::metadata(pod).map(|m| m.dev()).ok();
+    for plugin in plugins.flatten() {
+        let pdir = plugin.path();
+        let name = plugin.file_name().to_string_lossy().into_owned();
+        if fs::symlink_metadata(pdir.join(vol)).is_ok() {
+            return MountOrigin::Managed { plugin: Some(name) };
+        }
+        let (Some(src_dev), Some(pod_dev)) = (src_dev, pod_dev) else {
+            continue;
+        };
+        if src_dev == pod_dev {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&pdir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let dir = e.path();
+            for cand in [dir.join("mount"), dir] {
+                if fs::metadata(&cand).map(|m| m.dev()).ok() == Some(src_dev) {
+                    return MountOrigin::Managed { plugin: Some(name) };
+                }
+            }
+        }
+    }
+    MountOrigin::Host
+}
+
+/// `bind` or `rbind` in the options, or type `bind`.
+pub fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_deref()
+            .is_some_and(|o| o.iter().any(|s| s == "bind" || s == "rbind"))
+}
+
+/// Resolves symlinks and `..` as the host sees them; a path that does not exist (a saved spec)
+/// is normalised lexically instead.
+pub fn resolve(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|_| lexical(p))
+}
+
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Every bind mount of the spec, classified.
+pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path) -> Vec<BindMount> {
+    mounts
+        .iter()
+        .filter(|m| is_bind(m))
+        .map(|m| {
+            let raw = m.source().clone().unwrap_or_default();
+            // runc resolves a relative bind source against the bundle.
+            let abs = if raw.is_absolute() {
+                raw
+            } else {
+                bundle.join(raw)
+            };
+            let src = resolve(&abs);
+            BindMount {
+                origin: roots.classify(&src),
+                source: src.to_string_lossy().into_owned(),
+                destination: m.destination().to_string_lossy().into_owned(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Paths;
+
+    fn roots(kubelet: &Path, extra: Vec<PathBuf>) -> Roots {
+        let paths = Paths {
+            kubelet_root: kubelet.to_owned(),
+            allowed_host_paths: extra,
+            ..Paths::default()
+        };
+        Roots::new(&RootInputs {
+            paths: &paths,
+            pod_uid: Some("uid-1"),
+            container_id: "c1",
+            sandbox_id: Some("sb1"),
+            bundle: Path::new("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1"),
+            sandbox_bundle: None,
+        })
+    }
+
+    fn origin(r: &Roots, src: &str) -> MountOrigin {
+        r.classify(&resolve(Path::new(src)))
+    }
+
+    #[test]
+    fn kubelet_volume_dirs_of_this_pod_are_managed() {
+        let r = roots(Path::new("/nonexistent-kubelet"), vec![]);
+        assert_eq!(
+            origin(
+                &r,
+                "/nonexistent-kubelet/pods/uid-1/volumes/kubernetes.io~configmap/cfg"
+            ),
+            MountOrigin::Managed {
+                plugin: Some("kubernetes.io~configmap".into())
+            }
+        );
+        assert_eq!(
+            origin(&r, "/nonexistent-kubelet/pods/uid-1/etc-hosts"),
+            MountOrigin::Managed { plugin: None }
+        );
+        assert_eq!(
+            origin(&r, "/nonexistent-kubelet/pods/uid-1/containers/app/1a2b3c"),
+            MountOrigin::Managed { plugin: None }
+        );
+    }
+
+    #[test]
+    fn other_pods_and_escapes_are_host_paths() {
+        let r = roots(Path::new("/nonexistent-kubelet"), vec![]);
+        for src in [
+            "/nonexistent-kubelet/pods/uid-2/volumes/kubernetes.io~secret/s",
+            "/nonexistent-kubelet/pods/uid-1/volumes/../../uid-2/volumes/kubernetes.io~secret/s",
+            "/nonexistent-kubelet/pods/uid-1x/volumes/kubernetes.io~secret/s",
+            "/nonexistent-kubelet/pods/uid-1",
+            "/nonexistent-kubelet/pods/uid-1/volumes",
+            "/nonexistent-kubelet/pods/uid-1/plugins/x",
+            "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~secret/s",
+            "/etc",
+            "/",
+        ] {
+            assert_eq!(origin(&r, src), MountOrigin::Host, "{src}");
+        }
+    }
+
+    #[test]
+    fn containerd_sandbox_files_only_for_this_sandbox() {
+        let r = roots(Path::new("/nonexistent-kubelet"), vec![]);
+        let c = "/var/lib/containerd/io.containerd.grpc.v1.cri";
+        assert_eq!(
+            origin(&r, &format!("{c}/sandboxes/sb1/resolv.conf")),
+            MountOrigin::Managed { plugin: None }
+        );
+        assert_eq!(
+            origin(&r, &format!("{c}/sandboxes/sb2/resolv.conf")),
+            MountOrigin::Host
+        );
+        assert_eq!(
+            origin(&r, &format!("{c}/sandboxes/sb1/secret-file")),
+            MountOrigin::Host
+        );
+        assert_eq!(
+            origin(
+                &r,
+                "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/sb1/shm"
+            ),
+            MountOrigin::Managed { plugin: None }
+        );
+        assert_eq!(
+            origin(&r, &format!("{c}/containers/c1/volumes/abc")),
+            MountOrigin::Managed { plugin: None }
+        );
+        assert_eq!(
+            origin(&r, &format!("{c}/containers/c2/volumes/abc")),
+            MountOrigin::Host
+        );
+    }
+
+    #[test]
+    fn symlink_into_host_is_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        let vol = kubelet.join("pods/uid-1/volumes/kubernetes.io~empty-dir/data");
+        fs::create_dir_all(&vol).unwrap();
+        std::os::unix::fs::symlink("/etc", vol.join("link")).unwrap();
+        let r = roots(&kubelet, vec![]);
+        assert_eq!(
+            r.classify(&resolve(&vol.join("link"))),
+            MountOrigin::Host,
+            "a symlink inside a volume pointing at /etc"
+        );
+        assert!(matches!(
+            r.classify(&resolve(&vol)),
+            MountOrigin::Managed { .. }
+        ));
+    }
+
+    #[test]
+    fn subpath_of_managed_volume_is_managed_and_of_host_path_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        let pod = kubelet.join("pods/uid-1");
+        fs::create_dir_all(pod.join("volumes/kubernetes.io~configmap/cfg")).unwrap();
+        let sp_cfg = pod.join("volume-subpaths/cfg/app/0");
+        let sp_host = pod.join("volume-subpaths/hostvol/app/0");
+        fs::create_dir_all(&sp_cfg).unwrap();
+        fs::create_dir_all(&sp_host).unwrap();
+        let r = roots(&kubelet, vec![]);
+        assert_eq!(
+            r.classify(&resolve(&sp_cfg)),
+            MountOrigin::Managed {
+                plugin: Some("kubernetes.io~configmap".into())
+            }
+        );
+        assert_eq!(r.classify(&resolve(&sp_host)), MountOrigin::Host);
+    }
+
+    #[test]
+    fn allow_list_and_bundle_are_managed() {
+        let r = roots(
+            Path::new("/nonexistent-kubelet"),
+            vec!["/run/cni-sock".into()],
+        );
+        assert_eq!(
+            origin(&r, "/run/cni-sock/a.sock"),
+            MountOrigin::Managed { plugin: None }
+        );
+        assert_eq!(origin(&r, "/run/cni-sockx"), MountOrigin::Host);
+        assert_eq!(
+            origin(
+                &r,
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/x"
+            ),
+            MountOrigin::Managed { plugin: None }
+        );
+    }
+
+    #[test]
+    fn bind_detection() {
+        let m: Vec<Mount> = serde_json::from_str(
+            r#"[{"destination":"/a","type":"bind","source":"/x"},
+                {"destination":"/b","type":"none","source":"/y","options":["rbind","ro"]},
+                {"destination":"/proc","type":"proc","source":"proc"}]"#,
+        )
+        .unwrap();
+        let v: Vec<bool> = m.iter().map(is_bind).collect();
+        assert_eq!(v, vec![true, true, false]);
+    }
+}
