@@ -153,6 +153,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   BinaryName = "$(command -v runc)"
   SystemdCgroup = false
 
+# Same hook, but containerd copies every pod and container annotation into the spec: the
+# set-up under which a pod could forge io.kubernetes.cri.* look-alikes (RUNTIME-FACTS §4).
+[$cri.containerd.runtimes.runc-passthrough]
+  runtime_type = "io.containerd.runc.v2"
+  base_runtime_spec = "$node/base-spec.json"
+  pod_annotations = ["*"]
+  container_annotations = ["*"]
+
+[$cri.containerd.runtimes.runc-passthrough.options]
+  BinaryName = "$(command -v runc)"
+  SystemdCgroup = false
+
+# No base spec: the hook is not installed (baselines, and the bypass a handler without
+# base_runtime_spec opens).
 [$cri.containerd.runtimes.runc-nohook]
   runtime_type = "io.containerd.runc.v2"
 

@@ -76,7 +76,8 @@ fn read(path: &PathBuf) -> Result<String, CliError> {
 }
 
 fn required<T: Clone>(v: &Option<T>, flag: &str) -> Result<T, CliError> {
-    v.clone().ok_or_else(|| CliError::Usage(format!("missing {flag}")))
+    v.clone()
+        .ok_or_else(|| CliError::Usage(format!("missing {flag}")))
 }
 
 async fn run(a: Args) -> Result<bool, CliError> {
@@ -98,7 +99,11 @@ async fn run(a: Args) -> Result<bool, CliError> {
     match a.command.as_str() {
         "run-pod" => {
             let path = PathBuf::from(one("POD.yaml")?);
-            let source = if a.static_pod { Source::Static } else { Source::ApiServer };
+            let source = if a.static_pod {
+                Source::Static
+            } else {
+                Source::ApiServer
+            };
             let m = kubelet_sim::load(&read(&path)?, source)?;
             let expected = m.pod.spec.as_ref().map_or(0, |s| {
                 s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)

@@ -102,7 +102,9 @@ fn default_pod(raw: &mut Value, source: Source) {
     if let Some(meta) = child(pod, "metadata") {
         meta.entry("namespace").or_insert_with(|| json!("default"));
     }
-    let Some(spec) = child(pod, "spec") else { return };
+    let Some(spec) = child(pod, "spec") else {
+        return;
+    };
 
     // SetDefaults_Volume: a volume without a source is an emptyDir.
     if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
@@ -284,7 +286,12 @@ spec:
         let pod_sc = spec.security_context.unwrap();
         assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "Unconfined");
         let c = &spec.containers[0];
-        let aa = c.security_context.clone().unwrap().app_armor_profile.unwrap();
+        let aa = c
+            .security_context
+            .clone()
+            .unwrap()
+            .app_armor_profile
+            .unwrap();
         assert_eq!(aa.localhost_profile.as_deref(), Some("prof"));
         let mounts = c.volume_mounts.clone().unwrap();
         assert_eq!(mounts[0].mount_path, SERVICE_ACCOUNT_MOUNT);

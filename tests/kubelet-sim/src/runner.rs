@@ -162,15 +162,18 @@ impl Kubelet {
     /// Connect to the CRI socket at `socket`.
     pub async fn connect(socket: &Path, opts: Options) -> Result<Self, Error> {
         let path = socket.to_path_buf();
-        let channel = Endpoint::try_from("http://[::]:50051")
-            .map_err(|e| Error::Connect(path.clone(), e))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-            }))
-            .await
-            .map_err(|e| Error::Connect(socket.to_path_buf(), e))?;
+        let channel =
+            Endpoint::try_from("http://[::]:50051")
+                .map_err(|e| Error::Connect(path.clone(), e))?
+                .connect_timeout(Duration::from_secs(5))
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .map_err(|e| Error::Connect(socket.to_path_buf(), e))?;
         Ok(Kubelet {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
@@ -186,7 +189,12 @@ impl Kubelet {
     pub async fn run_pod(&mut self, m: &PodManifest) -> Result<PodRun, Error> {
         let spec = m.pod.spec.as_ref().ok_or(Error::NoSpec)?;
         let name = m.pod.metadata.name.clone().unwrap_or_else(|| "pod".into());
-        let namespace = m.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = m
+            .pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let uid = m.pod.metadata.uid.clone().unwrap_or_else(new_uid);
         let mut run = PodRun {
             name: name.clone(),
@@ -198,9 +206,17 @@ impl Kubelet {
             containers: Vec::new(),
         };
 
-        // Pod admission (lifecycle handlers): the sysctl allowlist.
+        // Pod admission (lifecycle handlers): the node OS, then the sysctl allowlist.
+        if let Some(os) = spec.os.as_ref().map(|o| o.name.as_str()).filter(|os| *os != "linux") {
+            run.kubelet_error = Some(format!(
+                "PodOSNotSupported: Failed to admit pod as the OS field doesn't match node OS (pod OS {os:?}, node OS \"linux\")"
+            ));
+            return Ok(run);
+        }
         if let Some(s) = translate::forbidden_sysctl(spec, &self.opts.allowed_unsafe_sysctls) {
-            run.kubelet_error = Some(format!("SysctlForbidden: forbidden sysctl: \"{s}\" not allowlisted"));
+            run.kubelet_error = Some(format!(
+                "SysctlForbidden: forbidden sysctl: \"{s}\" not allowlisted"
+            ));
             return Ok(run);
         }
         let volume_paths = match volumes::setup(&self.opts.kubelet_root, &uid, &m.volumes) {
@@ -213,7 +229,8 @@ impl Kubelet {
         self.write_localhost_seccomp_profiles(spec)?;
 
         let info = self.pod_info(&name, &namespace, &uid, spec);
-        fs::create_dir_all(&info.log_dir).map_err(|e| Error::Io(PathBuf::from(&info.log_dir), e))?;
+        fs::create_dir_all(&info.log_dir)
+            .map_err(|e| Error::Io(PathBuf::from(&info.log_dir), e))?;
         let sandbox_config = translate::sandbox_config(&m.pod, spec, &info, &self.opts);
         let handler = self
             .opts
@@ -250,7 +267,9 @@ impl Kubelet {
         // Init containers run one at a time, each to completion; a failed one blocks the
         // rest of the pod (kuberuntime computePodActions).
         for c in spec.init_containers.iter().flatten() {
-            let mut cr = self.start_container(&ctx, c, ContainerKind::Init, None).await?;
+            let mut cr = self
+                .start_container(&ctx, c, ContainerKind::Init, None)
+                .await?;
             if cr.started {
                 self.finish_init_container(&mut cr).await?;
             }
@@ -261,7 +280,9 @@ impl Kubelet {
             }
         }
         for c in &spec.containers {
-            let cr = self.start_container(&ctx, c, ContainerKind::App, None).await?;
+            let cr = self
+                .start_container(&ctx, c, ContainerKind::App, None)
+                .await?;
             run.containers.push(cr);
         }
         Ok(run)
@@ -300,7 +321,11 @@ impl Kubelet {
 
     /// StopPodSandbox + RemovePodSandbox, then kubelet's cleanup of the pod directory.
     pub async fn stop_pod(&mut self, sandbox_id: &str) -> Result<(), Error> {
-        let meta = self.sandbox_status(sandbox_id).await?.metadata.unwrap_or_default();
+        let meta = self
+            .sandbox_status(sandbox_id)
+            .await?
+            .metadata
+            .unwrap_or_default();
         self.runtime
             .stop_pod_sandbox(cri::StopPodSandboxRequest {
                 pod_sandbox_id: sandbox_id.to_string(),
@@ -354,7 +379,9 @@ impl Kubelet {
     }
 
     fn log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
-        self.opts.pod_log_root.join(format!("{namespace}_{name}_{uid}"))
+        self.opts
+            .pod_log_root
+            .join(format!("{namespace}_{name}_{uid}"))
     }
 
     fn pod_info(&self, name: &str, namespace: &str, uid: &str, spec: &PodSpec) -> PodInfo {
@@ -374,11 +401,20 @@ impl Kubelet {
     /// container; stand in for the operator with an allow-all profile.
     fn write_localhost_seccomp_profiles(&self, spec: &PodSpec) -> Result<(), Error> {
         let mut names: Vec<String> = Vec::new();
-        let pod = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
+        let pod = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref());
         names.extend(pod.and_then(|p| p.localhost_profile.clone()));
-        let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+        let containers = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
         for c in containers {
-            let p = c.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
+            let p = c
+                .security_context
+                .as_ref()
+                .and_then(|s| s.seccomp_profile.as_ref());
             names.extend(p.and_then(|p| p.localhost_profile.clone()));
         }
         for name in names {
@@ -545,7 +581,8 @@ impl Kubelet {
             .await
             .map_err(|s| Error::Cri("StopContainer", s))?;
         cr.state = Some(state_name(self.container_status(&id).await?.state));
-        cr.note = Some("init container still running after init_timeout; stopped by kubelet-sim".into());
+        cr.note =
+            Some("init container still running after init_timeout; stopped by kubelet-sim".into());
         Ok(())
     }
 
@@ -560,7 +597,9 @@ impl Kubelet {
                 .get(&vm.name)
                 .ok_or_else(|| Error::UnknownVolume(vm.name.clone()))?;
             let host_path = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                Some(sub) => volumes::bind_sub_path(root, &ctx.info.uid, &vm.name, vol, &c.name, i, sub)?,
+                Some(sub) => {
+                    volumes::bind_sub_path(root, &ctx.info.uid, &vm.name, vol, &c.name, i, sub)?
+                }
                 None => vol.clone(),
             };
             let propagation = match vm.mount_propagation.as_deref() {
@@ -588,7 +627,11 @@ impl Kubelet {
                 ..Default::default()
             });
         }
-        if let Some(path) = c.termination_message_path.as_deref().filter(|p| !p.is_empty()) {
+        if let Some(path) = c
+            .termination_message_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+        {
             let file = volumes::termination_log(root, &ctx.info.uid, &c.name)?;
             mounts.push(cri::Mount {
                 container_path: path.to_string(),

@@ -95,10 +95,11 @@ pub fn namespace_options(spec: &PodSpec) -> cri::NamespaceOption {
 
 /// `HasPrivilegedContainer`: any init, app or ephemeral container with privileged=true.
 pub fn has_privileged_container(spec: &PodSpec) -> bool {
-    let privileged = |sc: &Option<SecurityContext>| {
-        sc.as_ref().and_then(|s| s.privileged) == Some(true)
-    };
-    spec.containers.iter().any(|c| privileged(&c.security_context))
+    let privileged =
+        |sc: &Option<SecurityContext>| sc.as_ref().and_then(|s| s.privileged) == Some(true);
+    spec.containers
+        .iter()
+        .any(|c| privileged(&c.security_context))
         || spec
             .init_containers
             .iter()
@@ -124,10 +125,16 @@ pub fn seccomp_profile(
     let (profile_type, localhost_ref) = match chosen.map(|p| p.type_.as_str()) {
         Some("RuntimeDefault") => (ProfileType::RuntimeDefault, String::new()),
         Some("Localhost") => {
-            let name = chosen.and_then(|p| p.localhost_profile.clone()).unwrap_or_default();
+            let name = chosen
+                .and_then(|p| p.localhost_profile.clone())
+                .unwrap_or_default();
             (
                 ProfileType::Localhost,
-                kubelet_root.join("seccomp").join(name).display().to_string(),
+                kubelet_root
+                    .join("seccomp")
+                    .join(name)
+                    .display()
+                    .to_string(),
             )
         }
         Some(_) => (ProfileType::Unconfined, String::new()),
@@ -152,12 +159,20 @@ fn apparmor_profile(
         return (None, String::new());
     };
     let (t, name, deprecated) = match p.type_.as_str() {
-        "RuntimeDefault" => (ProfileType::RuntimeDefault, String::new(), "runtime/default".to_string()),
+        "RuntimeDefault" => (
+            ProfileType::RuntimeDefault,
+            String::new(),
+            "runtime/default".to_string(),
+        ),
         "Localhost" => {
             let n = p.localhost_profile.clone().unwrap_or_default();
             (ProfileType::Localhost, n.clone(), format!("localhost/{n}"))
         }
-        _ => (ProfileType::Unconfined, String::new(), "unconfined".to_string()),
+        _ => (
+            ProfileType::Unconfined,
+            String::new(),
+            "unconfined".to_string(),
+        ),
     };
     // Deviation: on a kernel without AppArmor kubelet refuses such pods outright; the
     // simulator drops the profile instead so the rest of the pod can still be exercised.
@@ -175,7 +190,10 @@ fn apparmor_profile(
 
 /// securitycontext `DetermineEffectiveSecurityContext`: the pod's context overlaid by the
 /// container's, field by field.
-pub fn effective_security_context(pod: Option<&PodSecurityContext>, c: Option<&SecurityContext>) -> SecurityContext {
+pub fn effective_security_context(
+    pod: Option<&PodSecurityContext>,
+    c: Option<&SecurityContext>,
+) -> SecurityContext {
     let mut eff = SecurityContext::default();
     if let Some(p) = pod {
         eff.se_linux_options = p.se_linux_options.clone();
@@ -222,14 +240,22 @@ pub fn masked_and_readonly_paths(proc_mount: Option<&str>) -> (Vec<String>, Vec<
     }
     (
         DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-        DEFAULT_READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+        DEFAULT_READONLY_PATHS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     )
 }
 
 /// kuberuntime `verifyRunAsNonRoot`: with runAsNonRoot=true, refuse (before any CRI call,
 /// as CreateContainerConfigError) a container that would run as uid 0 or whose image user
 /// cannot be verified.
-pub fn verify_run_as_non_root(pod: &str, container: &str, eff: &SecurityContext, user: &ImageUser) -> Result<(), String> {
+pub fn verify_run_as_non_root(
+    pod: &str,
+    container: &str,
+    eff: &SecurityContext,
+    user: &ImageUser,
+) -> Result<(), String> {
     if eff.run_as_non_root != Some(true) {
         return Ok(());
     }
@@ -253,7 +279,12 @@ pub fn verify_run_as_non_root(pod: &str, container: &str, eff: &SecurityContext,
 }
 
 /// kuberuntime `generatePodSandboxConfig` + `generatePodSandboxLinuxConfig`.
-pub fn sandbox_config(pod: &Pod, spec: &PodSpec, info: &PodInfo, opts: &Options) -> cri::PodSandboxConfig {
+pub fn sandbox_config(
+    pod: &Pod,
+    spec: &PodSpec,
+    info: &PodInfo,
+    opts: &Options,
+) -> cri::PodSandboxConfig {
     let mut labels: HashMap<String, String> = pod
         .metadata
         .labels
@@ -292,7 +323,11 @@ pub fn sandbox_config(pod: &Pod, spec: &PodSpec, info: &PodInfo, opts: &Options)
     let psc = spec.security_context.as_ref();
     let sysctls = psc
         .and_then(|s| s.sysctls.as_ref())
-        .map(|l| l.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
+        .map(|l| {
+            l.iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut supplemental_groups: Vec<i64> = psc
         .and_then(|s| s.supplemental_groups.clone())
@@ -303,8 +338,12 @@ pub fn sandbox_config(pod: &Pod, spec: &PodSpec, info: &PodInfo, opts: &Options)
     let security_context = cri::LinuxSandboxSecurityContext {
         namespace_options: Some(namespace_options(spec)),
         selinux_options: psc.and_then(|s| s.se_linux_options.as_ref()).map(selinux),
-        run_as_user: psc.and_then(|s| s.run_as_user).map(|value| cri::Int64Value { value }),
-        run_as_group: psc.and_then(|s| s.run_as_group).map(|value| cri::Int64Value { value }),
+        run_as_user: psc
+            .and_then(|s| s.run_as_user)
+            .map(|value| cri::Int64Value { value }),
+        run_as_group: psc
+            .and_then(|s| s.run_as_group)
+            .map(|value| cri::Int64Value { value }),
         supplemental_groups,
         privileged: has_privileged_container(spec),
         seccomp: Some(seccomp_profile(
@@ -438,19 +477,30 @@ pub fn container_config(
     let mut labels = HashMap::new();
     labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
     labels.insert("io.kubernetes.pod.name".to_string(), info.name.clone());
-    labels.insert("io.kubernetes.pod.namespace".to_string(), info.namespace.clone());
+    labels.insert(
+        "io.kubernetes.pod.namespace".to_string(),
+        info.namespace.clone(),
+    );
     labels.insert("io.kubernetes.pod.uid".to_string(), info.uid.clone());
     let mut annotations = HashMap::new();
-    annotations.insert("io.kubernetes.container.restartCount".to_string(), "0".to_string());
+    annotations.insert(
+        "io.kubernetes.container.restartCount".to_string(),
+        "0".to_string(),
+    );
     annotations.insert(
         "io.kubernetes.container.terminationMessagePath".to_string(),
         c.termination_message_path.clone().unwrap_or_default(),
     );
     annotations.insert(
         "io.kubernetes.container.terminationMessagePolicy".to_string(),
-        c.termination_message_policy.clone().unwrap_or_else(|| "File".into()),
+        c.termination_message_policy
+            .clone()
+            .unwrap_or_else(|| "File".into()),
     );
-    annotations.insert("io.kubernetes.pod.terminationGracePeriod".to_string(), "30".to_string());
+    annotations.insert(
+        "io.kubernetes.pod.terminationGracePeriod".to_string(),
+        "30".to_string(),
+    );
 
     // makeEnvironmentVariables: the kubernetes service variables come first, then the
     // container's literal values (valueFrom is not resolved).
@@ -510,16 +560,13 @@ fn kv(key: &str, value: &str) -> cri::KeyValue {
 /// in `allowed_unsafe` (entries may end in `*`).
 pub fn forbidden_sysctl(spec: &PodSpec, allowed_unsafe: &[String]) -> Option<String> {
     let sysctls = spec.security_context.as_ref()?.sysctls.as_ref()?;
-    sysctls
-        .iter()
-        .map(|s| s.name.clone())
-        .find(|name| {
-            !SAFE_SYSCTLS.contains(&name.as_str())
-                && !allowed_unsafe.iter().any(|a| match a.strip_suffix('*') {
-                    Some(prefix) => name.starts_with(prefix),
-                    None => a == name,
-                })
-        })
+    sysctls.iter().map(|s| s.name.clone()).find(|name| {
+        !SAFE_SYSCTLS.contains(&name.as_str())
+            && !allowed_unsafe.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => a == name,
+            })
+    })
 }
 
 #[cfg(test)]
@@ -575,9 +622,15 @@ mod tests {
         };
         let root = ImageUser::default();
         assert!(verify_run_as_non_root("p", "c", &eff, &root).is_err());
-        let named = ImageUser { uid: None, username: "app".into() };
+        let named = ImageUser {
+            uid: None,
+            username: "app".into(),
+        };
         assert!(verify_run_as_non_root("p", "c", &eff, &named).is_err());
-        let nonroot = ImageUser { uid: Some(65535), username: String::new() };
+        let nonroot = ImageUser {
+            uid: Some(65535),
+            username: String::new(),
+        };
         assert!(verify_run_as_non_root("p", "c", &eff, &nonroot).is_ok());
     }
 

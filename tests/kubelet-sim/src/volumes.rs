@@ -62,7 +62,11 @@ pub fn random_u64() -> u64 {
 /// Where each volume lives on the host, after kubelet's volume manager set it up.
 /// Every volume of the pod is set up, mounted by a container or not (kubelet mounts all of
 /// a pod's volumes before starting it).
-pub fn setup(kubelet_root: &Path, uid: &str, volumes: &[Volume]) -> Result<BTreeMap<String, PathBuf>, Error> {
+pub fn setup(
+    kubelet_root: &Path,
+    uid: &str,
+    volumes: &[Volume],
+) -> Result<BTreeMap<String, PathBuf>, Error> {
     let pod = pod_dir(kubelet_root, uid);
     let mut paths = BTreeMap::new();
     for v in volumes {
@@ -70,8 +74,15 @@ pub fn setup(kubelet_root: &Path, uid: &str, volumes: &[Volume]) -> Result<BTree
             "hostPath" => host_path(v)?,
             "flexVolume" => {
                 // FlexVolume's plugin name is its driver, "vendor/driver" → "vendor~driver".
-                let driver = v.spec.get("driver").and_then(|d| d.as_str()).unwrap_or("unknown");
-                let p = pod.join("volumes").join(driver.replace('/', "~")).join(&v.name);
+                let driver = v
+                    .spec
+                    .get("driver")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("unknown");
+                let p = pod
+                    .join("volumes")
+                    .join(driver.replace('/', "~"))
+                    .join(&v.name);
                 create_dir(&p)?;
                 p
             }
@@ -98,7 +109,11 @@ pub fn setup(kubelet_root: &Path, uid: &str, volumes: &[Volume]) -> Result<BTree
 /// Give content-carrying volumes a file, as their plugins would.
 fn fill(source: &str, dir: &Path) -> Result<(), Error> {
     let files: &[(&str, &str)] = match source {
-        "projected" => &[("token", "test-token\n"), ("ca.crt", "test-ca\n"), ("namespace", "default\n")],
+        "projected" => &[
+            ("token", "test-token\n"),
+            ("ca.crt", "test-ca\n"),
+            ("namespace", "default\n"),
+        ],
         "configMap" | "secret" | "downwardAPI" => &[("data", "test\n")],
         _ => &[],
     };
@@ -110,14 +125,14 @@ fn fill(source: &str, dir: &Path) -> Result<(), Error> {
 }
 
 fn host_path(v: &Volume) -> Result<PathBuf, Error> {
-    let path = v
-        .spec
-        .get("path")
-        .and_then(|p| p.as_str())
-        .ok_or_else(|| Error::UnsupportedVolume {
-            volume: v.name.clone(),
-            source_type: "hostPath without path".into(),
-        })?;
+    let path =
+        v.spec
+            .get("path")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| Error::UnsupportedVolume {
+                volume: v.name.clone(),
+                source_type: "hostPath without path".into(),
+            })?;
     let path = PathBuf::from(path);
     match v.spec.get("type").and_then(|t| t.as_str()).unwrap_or("") {
         "DirectoryOrCreate" => create_dir(&path)?,
@@ -142,9 +157,16 @@ fn create_dir(p: &Path) -> Result<(), Error> {
 }
 
 /// `<pod>/etc-hosts`, the file kubelet bind-mounts over `/etc/hosts`.
-pub fn write_etc_hosts(kubelet_root: &Path, uid: &str, hostname: &str, ip: &str) -> Result<PathBuf, Error> {
+pub fn write_etc_hosts(
+    kubelet_root: &Path,
+    uid: &str,
+    hostname: &str,
+    ip: &str,
+) -> Result<PathBuf, Error> {
     let p = pod_dir(kubelet_root, uid).join("etc-hosts");
-    let mut body = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut body = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
     if !ip.is_empty() {
         body.push_str(&format!("{ip}\t{hostname}\n"));
     }
@@ -154,7 +176,9 @@ pub fn write_etc_hosts(kubelet_root: &Path, uid: &str, hostname: &str, ip: &str)
 
 /// A fresh termination-log file `<pod>/containers/<ctr>/<8 hex>`.
 pub fn termination_log(kubelet_root: &Path, uid: &str, container: &str) -> Result<PathBuf, Error> {
-    let dir = pod_dir(kubelet_root, uid).join("containers").join(container);
+    let dir = pod_dir(kubelet_root, uid)
+        .join("containers")
+        .join(container);
     create_dir(&dir)?;
     // Truncating to 32 bits is the point: kubelet names the file after a random uint32.
     let p = dir.join(format!("{:08x}", random_u64() as u32));
@@ -224,7 +248,8 @@ pub fn cleanup(kubelet_root: &Path, uid: &str) -> Result<(), Error> {
         .collect();
     under.sort();
     for m in under.iter().rev() {
-        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).map_err(|e| Error::Mount(m.clone(), e))?;
+        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| Error::Mount(m.clone(), e))?;
     }
     if pod.exists() {
         fs::remove_dir_all(&pod).map_err(|e| Error::Io(pod.clone(), e))?;
@@ -241,10 +266,26 @@ mod tests {
     fn managed_volumes_land_in_plugin_dirs() {
         let root = tempfile::tempdir().unwrap();
         let vols = vec![
-            Volume { name: "e".into(), source: "emptyDir".into(), spec: json!({}) },
-            Volume { name: "c".into(), source: "csi".into(), spec: json!({"driver": "d"}) },
-            Volume { name: "f".into(), source: "flexVolume".into(), spec: json!({"driver": "acme/x"}) },
-            Volume { name: "h".into(), source: "hostPath".into(), spec: json!({"path": "/a/b"}) },
+            Volume {
+                name: "e".into(),
+                source: "emptyDir".into(),
+                spec: json!({}),
+            },
+            Volume {
+                name: "c".into(),
+                source: "csi".into(),
+                spec: json!({"driver": "d"}),
+            },
+            Volume {
+                name: "f".into(),
+                source: "flexVolume".into(),
+                spec: json!({"driver": "acme/x"}),
+            },
+            Volume {
+                name: "h".into(),
+                source: "hostPath".into(),
+                spec: json!({"path": "/a/b"}),
+            },
         ];
         let paths = setup(root.path(), "u", &vols).unwrap();
         let pod = root.path().join("pods/u/volumes");
@@ -252,7 +293,10 @@ mod tests {
         assert_eq!(paths["c"], pod.join("kubernetes.io~csi/c/mount"));
         assert_eq!(paths["f"], pod.join("acme~x/f"));
         assert_eq!(paths["h"], PathBuf::from("/a/b"));
-        assert!(!Path::new("/a/b").exists(), "a plain hostPath is not created");
+        assert!(
+            !Path::new("/a/b").exists(),
+            "a plain hostPath is not created"
+        );
     }
 
     #[test]

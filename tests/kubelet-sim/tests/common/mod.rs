@@ -1,0 +1,204 @@
+//! Shared set-up for the containerd integration tests: a throw-away node from
+//! tests/containerd/node-up.sh, torn down by node-down.sh when the test ends.
+//! Missing tools or a missing pss-guard binary fail the test loudly; nothing is skipped.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kubelet_sim::{Kubelet, Options};
+use serde_json::{Value, json};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// `PSS_GUARD_BIN`, else `<workspace>/target/debug/pss-guard`; panics when missing.
+pub fn pss_guard_bin() -> PathBuf {
+    let bin = std::env::var_os("PSS_GUARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/pss-guard"));
+    assert!(
+        bin.is_file(),
+        "pss-guard binary not found at {} (build it with `cargo build` or set PSS_GUARD_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+fn require_tools() {
+    for tool in ["containerd", "ctr", "runc"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(found, "{tool} is not installed: these tests need Debian's containerd and runc (see tests/kubelet-sim/README.md)");
+    }
+}
+
+fn tool_version(cmd: &str) -> String {
+    let out = Command::new(cmd).arg("--version").output().expect("run --version");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // "containerd github.com/containerd/containerd 1.6.20~ds1 ..." / "runc version 1.1.5+ds1"
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|w| w.split(['~', '+']).next().unwrap_or(w).to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A running containerd node; dropped = torn down.
+pub struct TestNode {
+    pub dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+impl TestNode {
+    pub fn up() -> TestNode {
+        require_tools();
+        let bin = pss_guard_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("pss-guard-node.")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let script = workspace_root().join("tests/containerd/node-up.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .env("PSS_GUARD_BIN", &bin)
+            .output()
+            .expect("run node-up.sh");
+        let mut node = TestNode { dir: dir.clone(), env: BTreeMap::new() };
+        assert!(
+            out.status.success(),
+            "node-up.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        node.env = fs::read_to_string(dir.join("env"))
+            .expect("node env file")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        node
+    }
+
+    pub fn var(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.env.get(key).unwrap_or_else(|| panic!("{key} missing from node env")))
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.var("CONTAINERD_SOCKET")
+    }
+
+    pub fn kubelet_root(&self) -> PathBuf {
+        self.var("KUBELET_ROOT")
+    }
+
+    pub fn options(&self) -> Options {
+        let mut o = Options::new(self.kubelet_root());
+        // The test images sleep forever; an init container that started is what counts.
+        o.init_timeout = std::time::Duration::from_millis(0);
+        o
+    }
+
+    pub async fn kubelet(&self, opts: Options) -> Kubelet {
+        Kubelet::connect(&self.socket(), opts).await.expect("connect to test containerd")
+    }
+
+    /// Rewrite the policy's `enforce = "..."` line (the hook reads the file on each run).
+    pub fn set_enforce(&self, level_version: &str) {
+        let path = self.var("PSS_GUARD_POLICY");
+        let text = fs::read_to_string(&path).expect("policy");
+        let new: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("enforce = ") {
+                    format!("enforce = \"{level_version}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        fs::write(&path, new.join("\n") + "\n").expect("write policy");
+    }
+
+    /// Decision-log records (one JSON object per line).
+    pub fn decisions(&self) -> Vec<Value> {
+        fs::read_to_string(self.var("PSS_GUARD_DECISION_LOG"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("decision log line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Captured specs of a container (see tests/containerd/capture-hook.py).
+    pub fn capture(&self, container_id: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+        let dir = self.var("CAPTURE_DIR").join(container_id);
+        let config = dir.join("config.json");
+        let sandbox = dir.join("sandbox.json");
+        config.is_file().then(|| (config, sandbox.is_file().then_some(sandbox)))
+    }
+
+    pub fn containerd_log(&self) -> String {
+        fs::read_to_string(self.var("CONTAINERD_LOG")).unwrap_or_default()
+    }
+
+    /// With UPDATE_CRI_FIXTURES=1, copy a container's captured specs into
+    /// tests/fixtures/containerd-<version>/<case>/ with a meta.json for the unit tests.
+    pub fn save_fixture(&self, case: &str, container_id: &str, meta: Value) {
+        if std::env::var("UPDATE_CRI_FIXTURES").as_deref() != Ok("1") {
+            return;
+        }
+        let Some((config, sandbox)) = self.capture(container_id) else {
+            panic!("no captured spec for {case} ({container_id})");
+        };
+        let version = tool_version("containerd");
+        let out = workspace_root().join(format!("tests/fixtures/containerd-{version}/{case}"));
+        fs::create_dir_all(&out).expect("fixture dir");
+        fs::copy(&config, out.join("config.json")).expect("copy config.json");
+        if let Some(s) = sandbox {
+            fs::copy(&s, out.join("sandbox.json")).expect("copy sandbox.json");
+        }
+        let mut meta = meta;
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("runtime".into(), json!("containerd"));
+            m.insert("runtime_version".into(), json!(version));
+            m.insert("oci_runtime".into(), json!("runc"));
+            m.insert("oci_runtime_version".into(), json!(tool_version("runc")));
+            m.insert("container_id".into(), json!(container_id));
+            m.insert(
+                "node_paths".into(),
+                json!({
+                    "kubelet_root": self.kubelet_root(),
+                    "containerd_root": self.var("CONTAINERD_ROOT"),
+                    "containerd_state": self.var("CONTAINERD_STATE"),
+                }),
+            );
+        }
+        let text = serde_json::to_string_pretty(&meta).expect("meta json") + "\n";
+        fs::write(out.join("meta.json"), text).expect("write meta.json");
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace_root().join("tests/containerd/node-down.sh")).arg(&self.dir);
+        if std::env::var("KEEP_TEST_NODE").as_deref() == Ok("1") {
+            cmd.arg("--keep");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            other => eprintln!("node-down.sh {} failed: {other:?}", self.dir.display()),
+        }
+    }
+}
