@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what pss-guard's tests and demo need on a fresh Debian 12 machine (run as root).
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+packages=(
+  runc crun containerd podman containernetworking-plugins busybox-static
+  util-linux iproute2 shellcheck protobuf-compiler python3 jq
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (rustup's stable toolchain)" >&2
+  exit 1
+fi

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh Debian 12 machine, as root:
+#   sudo scripts/test.sh
+# Installs the runtimes the end-to-end tests drive (runc, containerd, podman), checks format
+# and lints, then runs every test of the workspace. Nothing is skipped: a missing runtime fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "the end-to-end tests drive real runtimes and need root: sudo $0" >&2
+  exit 1
+fi
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== shellcheck"
+mapfile -t shells < <(git ls-files '*.sh' 'vagrant/*' '.ci/run' | while read -r f; do
+  [ -f "$f" ] && head -1 "$f" | grep -q 'bash' && echo "$f"; done)
+shellcheck "${shells[@]}"
+echo "== build"
+cargo build --workspace --all-targets
+export PSS_GUARD_BIN="$PWD/target/debug/pss-guard"
+export PSA_FIXTURES="${PSA_FIXTURES:-$PWD/../shared/psa-fixtures}"
+echo "== tests"
+# One test binary at a time keeps the runtime tests from starving each other on 2 cores.
+cargo test --workspace -- --test-threads=2
