@@ -219,6 +219,8 @@ impl Kubelet {
             ));
             return Ok(run);
         }
+        let pod_dir = volumes::pod_dir(&self.opts.kubelet_root, &uid);
+        fs::create_dir_all(&pod_dir).map_err(|e| Error::Io(pod_dir.clone(), e))?;
         let volume_paths = match volumes::setup(&self.opts.kubelet_root, &uid, &m.volumes) {
             Ok(p) => p,
             Err(e) => {

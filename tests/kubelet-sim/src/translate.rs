@@ -377,7 +377,12 @@ pub fn sandbox_config(
             namespace: info.namespace.clone(),
             attempt: 0,
         }),
-        hostname: info.hostname.clone(),
+        // Only pods with their own network (and so UTS) namespace get a hostname.
+        hostname: if spec.host_network == Some(true) {
+            String::new()
+        } else {
+            info.hostname.clone()
+        },
         log_directory: info.log_dir.clone(),
         dns_config,
         port_mappings,

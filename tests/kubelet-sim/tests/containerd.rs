@@ -1,0 +1,267 @@
+//! pss-guard under a real containerd 1.6 + runc, driven like kubelet (issue 3, items 4, 5, 7).
+//! Each test brings up its own node (tests/containerd/node-up.sh) and tears it down.
+
+mod common;
+
+use common::TestNode;
+use k8s_cri::v1::ContainerState;
+use k8s_openapi::api::core::v1::EphemeralContainer;
+use kubelet_sim::{ContainerRun, Kubelet, Options, PodRun, Source, load};
+use serde_json::{Value, json};
+
+const SEED_REASON: &str = r#"violates PodSecurity "baseline:latest": privileged"#;
+
+fn pod(name: &str, namespace: &str, extra_spec: &str, app_sc: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+{extra_spec}  containers:
+  - name: app
+    image: localhost/pss-guard/app:latest
+    securityContext: {app_sc}
+"
+    )
+}
+
+async fn run(k: &mut Kubelet, yaml: &str, source: Source) -> PodRun {
+    let m = load(yaml, source).expect("test pod parses");
+    k.run_pod(&m).await.expect("kubelet-sim drives the runtime")
+}
+
+fn app(run: &PodRun) -> &ContainerRun {
+    run.containers
+        .iter()
+        .find(|c| c.name == "app")
+        .unwrap_or_else(|| panic!("no app container in {run:#?}"))
+}
+
+fn assert_refused(run: &PodRun, substring: &str) {
+    let c = app(run);
+    assert!(!c.started, "app container started but should be refused: {run:#?}");
+    let err = c.error.as_deref().unwrap_or("");
+    assert!(err.contains("pss-guard: "), "not refused by pss-guard: {err}");
+    assert!(err.contains(substring), "error lacks {substring:?}: {err}");
+}
+
+fn decision_for<'a>(decisions: &'a [Value], pod: &str) -> &'a Value {
+    decisions
+        .iter()
+        .rev()
+        .find(|d| d["pod"] == pod && d["container"] == "app")
+        .unwrap_or_else(|| panic!("no decision-log record for pod {pod}: {decisions:#?}"))
+}
+
+fn meta(case: &str, yaml: &str, expected: &str, substring: Option<&str>) -> Value {
+    json!({"case": case, "pod_yaml": yaml, "policy": "baseline:latest",
+           "expected": expected, "expected_substring": substring})
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn compliant_pod_starts_and_is_logged_allowed() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = pod("plain", "default", "", "{}");
+    let r = run(&mut k, &yaml, Source::ApiServer).await;
+    assert!(r.all_started(1), "{r:#?}\n{}", node.containerd_log());
+    let id = app(&r).container_id.clone().expect("container id");
+    let st = k.container_status(&id).await.expect("status");
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:#?}");
+    assert_eq!(decision_for(&node.decisions(), "plain")["decision"], "allowed");
+    node.save_fixture("compliant", &id, meta("compliant", &yaml, "allowed", None));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn privileged_pod_is_refused_with_reason_and_logged() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = pod("privileged-pod", "default", "", "{privileged: true}");
+    let r = run(&mut k, &yaml, Source::ApiServer).await;
+    assert_refused(&r, SEED_REASON);
+    let err = app(&r).error.clone().unwrap_or_default();
+    assert!(
+        err.contains(r#"pss-guard: container "app" in pod default/privileged-pod violates"#),
+        "{err}"
+    );
+    // What `kubectl describe` shows: Last State Terminated, reason StartError, exit 128.
+    let id = app(&r).container_id.clone().expect("created");
+    let st = k.container_status(&id).await.expect("status");
+    assert_eq!(st.state, ContainerState::ContainerExited as i32);
+    assert_eq!((st.reason.as_str(), st.exit_code), ("StartError", 128), "{st:#?}");
+    assert!(st.message.contains(SEED_REASON), "{}", st.message);
+
+    let d = decision_for(&node.decisions(), "privileged-pod").clone();
+    assert_eq!(d["decision"], "refused", "{d}");
+    assert_eq!(d["namespace"], "default");
+    let checks: Vec<&str> = d["violations"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x["check"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(checks.contains(&"privileged"), "{d}");
+    node.save_fixture("privileged", &id, meta("privileged", &yaml, "refused", Some(SEED_REASON)));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn privileged_pod_in_exempt_namespace_starts() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = pod("privileged-pod", "kube-system", "", "{privileged: true}");
+    let r = run(&mut k, &yaml, Source::ApiServer).await;
+    assert!(r.all_started(1), "{r:#?}");
+    let d = decision_for(&node.decisions(), "privileged-pod").clone();
+    assert_eq!(d["decision"], "exempt", "{d}");
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture("privileged-kube-system", &id, meta("privileged-kube-system", &yaml, "allowed", None));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+/// The same privileged pod through a handler without the base spec starts: the refusal
+/// above is the hook's, and a RuntimeClass handler without base_runtime_spec bypasses it.
+#[tokio::test(flavor = "current_thread")]
+async fn handler_without_base_spec_bypasses_the_hook() {
+    let node = TestNode::up();
+    let mut opts = node.options();
+    opts.runtime_handler = Some("runc-nohook".into());
+    let mut k = node.kubelet(opts).await;
+    let r = run(&mut k, &pod("nohook", "default", "", "{privileged: true}"), Source::ApiServer).await;
+    assert!(r.all_started(1), "{r:#?}");
+    assert!(node.decisions().iter().all(|d| d["pod"] != "nohook"));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+/// Static pods never pass admission: only the node can refuse them.
+#[tokio::test(flavor = "current_thread")]
+async fn static_privileged_pod_is_refused() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = pod("static-web", "default", "", "{privileged: true}");
+    let r = run(&mut k, &yaml, Source::Static).await;
+    assert_refused(&r, SEED_REASON);
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture("static-privileged", &id, meta("static-privileged", &yaml, "refused", Some(SEED_REASON)));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+/// An ephemeral container that adds privileges to a running compliant pod. A privileged
+/// one is refused by containerd itself (the sandbox was not created privileged); a
+/// capability is not, so that is the hook's to refuse.
+#[tokio::test(flavor = "current_thread")]
+async fn ephemeral_container_adding_privileges_is_refused() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = pod("debug-me", "default", "", "{}");
+    let m = load(&yaml, Source::ApiServer).expect("pod");
+    let r = k.run_pod(&m).await.expect("run");
+    assert!(r.all_started(1), "{r:#?}");
+    let sandbox = r.sandbox_id.clone().expect("sandbox");
+    let ephemeral = |name: &str, sc: Value| -> EphemeralContainer {
+        serde_json::from_value(json!({
+            "name": name,
+            "image": "localhost/pss-guard/app:latest",
+            "targetContainerName": "app",
+            "terminationMessagePath": "/dev/termination-log",
+            "securityContext": sc
+        }))
+        .expect("ephemeral container")
+    };
+
+    let ec = ephemeral("debugger", json!({"capabilities": {"add": ["SYS_ADMIN"]}}));
+    let c = k.run_ephemeral(&m, &sandbox, &ec).await.expect("ephemeral");
+    assert!(!c.started, "{c:#?}");
+    let err = c.error.clone().unwrap_or_default();
+    assert!(err.contains("pss-guard: "), "{err}");
+    assert!(err.contains(r#"container "debugger""#) && err.contains("SYS_ADMIN"), "{err}");
+    let id = c.container_id.clone().expect("created");
+    node.save_fixture(
+        "ephemeral-sys-admin",
+        &id,
+        json!({"case": "ephemeral-sys-admin", "pod_yaml": yaml, "ephemeral_container": ec,
+               "policy": "baseline:latest", "expected": "refused",
+               "expected_substring": "non-default capabilities"}),
+    );
+
+    let ec = ephemeral("debugger-privileged", json!({"privileged": true}));
+    let c = k.run_ephemeral(&m, &sandbox, &ec).await.expect("ephemeral");
+    assert!(!c.created && !c.started, "{c:#?}");
+    let err = c.error.clone().unwrap_or_default();
+    assert!(err.contains("no privileged container allowed in sandbox"), "{err}");
+
+    // The pod itself keeps running.
+    let app_id = app(&r).container_id.clone().expect("app id");
+    let st = k.container_status(&app_id).await.expect("status");
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+    k.stop_pod(&sandbox).await.expect("stop");
+}
+
+/// With pod_annotations = ["*"], a pod can put io.kubernetes.cri.* look-alikes into the
+/// spec; claiming an exempt namespace must not exempt it.
+#[tokio::test(flavor = "current_thread")]
+async fn forged_exempt_namespace_annotation_is_refused() {
+    let node = TestNode::up();
+    let mut opts = node.options();
+    opts.runtime_handler = Some("runc-passthrough".into());
+    let mut k = node.kubelet(opts).await;
+    let yaml = "apiVersion: v1
+kind: Pod
+metadata:
+  name: forged
+  namespace: default
+  annotations:
+    io.kubernetes.cri.sandbox-namespace: kube-system
+    io.kubernetes.cri.sandbox-name: kube-proxy
+spec:
+  containers:
+  - name: app
+    image: localhost/pss-guard/app:latest
+    securityContext: {privileged: true}
+";
+    let r = run(&mut k, yaml, Source::ApiServer).await;
+    assert_refused(&r, SEED_REASON);
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture("forged-namespace-annotation", &id, meta("forged-namespace-annotation", yaml, "refused", Some(SEED_REASON)));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+/// Pod sysctls live only in the sandbox spec. kernel.msgmax is namespaced (runc accepts it)
+/// but not in the baseline list; kubelet lets it through only with --allowed-unsafe-sysctls.
+#[tokio::test(flavor = "current_thread")]
+async fn unsafe_pod_sysctl_is_refused_from_the_sandbox_spec() {
+    let node = TestNode::up();
+    let mut opts: Options = node.options();
+    opts.allowed_unsafe_sysctls = vec!["kernel.msgmax".into()];
+    let mut k = node.kubelet(opts).await;
+    let yaml = pod(
+        "sysctl-pod",
+        "default",
+        "  securityContext:\n    sysctls:\n    - {name: kernel.msgmax, value: \"8192\"}\n",
+        "{}",
+    );
+    let r = run(&mut k, &yaml, Source::ApiServer).await;
+    assert!(r.sandbox_error.is_none(), "{r:#?}");
+    assert_refused(&r, "forbidden sysctls (kernel.msgmax)");
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture("sysctl-unsafe", &id, meta("sysctl-unsafe", &yaml, "refused", Some("forbidden sysctls")));
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+}
+
+/// hostNetwork is invisible in the app container's spec (RUNTIME-FACTS §2, §7); the hook
+/// must find it through the sandbox.
+#[tokio::test(flavor = "current_thread")]
+async fn host_namespaces_are_refused() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    for (field, case) in [("hostNetwork", "host-network"), ("hostPID", "host-pid"), ("hostIPC", "host-ipc")] {
+        let yaml = pod(case, "default", &format!("  {field}: true\n"), "{}");
+        let r = run(&mut k, &yaml, Source::ApiServer).await;
+        let want = format!("host namespaces ({field}=true)");
+        assert_refused(&r, &want);
+        let id = app(&r).container_id.clone().expect("created");
+        node.save_fixture(case, &id, meta(case, &yaml, "refused", Some(&want)));
+        k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    }
+}
