@@ -16,7 +16,7 @@ usage:
       1 refused, 2 could not evaluate (refused).
   pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
       [--version v1.N|latest] [--runtime containerd|cri-o|none] [--sandbox FILE]
-      [--offline] [--json]
+      [--id CONTAINER-ID] [--offline] [--json]
       Evaluate a spec and print every check. Same exit codes.
   pss-guard version
 ";
@@ -94,6 +94,7 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
     let mut level: Option<Level> = None;
     let mut version: Option<Version> = None;
     let mut json = false;
+    let mut id: Option<String> = None;
     let mut opts = Options {
         runtime: Runtime::Containerd,
         handler: None,
@@ -113,6 +114,7 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
                 opts.sandbox_file = Some(p.value().map_err(|e| e.to_string())?.into())
             }
             Long("offline") => opts.live = false,
+            Long("id") => id = Some(string(&mut p)?),
             Long("json") => json = true,
             other => return Err(other.unexpected().to_string()),
         }
@@ -149,10 +151,13 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         (bundle, spec::load_spec_file(&target))
     };
     let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
-    let id = bundle
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // The OCI container ID, which runtimes use as the bundle directory's name.
+    let id = id.unwrap_or_else(|| {
+        bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let mut decision = match spec {
         Ok(spec) => {
             let identity = spec::identity::identify(opts.runtime, &id, &spec);
