@@ -26,7 +26,8 @@ fn capture_fixture(name: &str, bundle: &std::path::Path) {
     };
     let out = std::path::Path::new(&dir).join(name);
     std::fs::create_dir_all(&out).expect("create capture dir");
-    std::fs::copy(bundle.join("config.json"), out.join("config.json")).expect("capture config.json");
+    std::fs::copy(bundle.join("config.json"), out.join("config.json"))
+        .expect("capture config.json");
 }
 
 fn assert_refused(node: &Node, name: &str, spec: Value, expect: &str) {
