@@ -32,10 +32,28 @@ pub enum ReadError {
     TooLarge,
 }
 
-/// Reads at most `limit` bytes; more is an error, never a truncation.
+/// Reads at most `limit` bytes; more is an error, never a truncation. Only a regular file is
+/// read: a FIFO would block the open (and the hook) until a writer came.
 pub fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let f = std::fs::File::open(path).map_err(ReadError::Io)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    require_regular(&f).map_err(ReadError::Io)?;
     read_all_bounded(f, limit)
+}
+
+fn require_regular(f: &std::fs::File) -> std::io::Result<()> {
+    if f.metadata()?.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
 }
 
 fn read_all_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, ReadError> {
@@ -113,17 +131,23 @@ pub fn load_bundle_spec(bundle: &Path) -> Result<RawSpec, Error> {
             source: e.into(),
         },
     })?;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
     let fd = openat(
         dir.as_fd(),
         "config.json",
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| Error::Read {
         path: path.clone(),
         source: e.into(),
     })?;
-    let bytes = read_all_bounded(std::fs::File::from(fd), MAX_SPEC_BYTES)
+    let file = std::fs::File::from(fd);
+    require_regular(&file).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let bytes = read_all_bounded(file, MAX_SPEC_BYTES)
         .map_err(|e| read_error(&path, MAX_SPEC_BYTES, e))?;
     parse_spec(&bytes, &path)
 }
@@ -327,6 +351,17 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(read_bounded(&fifo, 100).is_err());
+        assert!(load_spec_file(&fifo).is_err());
+        let e = load_bundle_spec(dir.path()).unwrap_err();
+        assert!(e.chain().contains("not a regular file"), "{}", e.chain());
     }
 
     #[test]
