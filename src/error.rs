@@ -48,6 +48,10 @@ pub enum Error {
     )]
     SandboxSpec(String, Box<Error>),
     #[error(
+        "the pod sandbox spec is needed but the sandbox id {0:?} names no sandbox bundle; pod sysctls and host namespaces cannot be evaluated"
+    )]
+    NoSandboxBundle(String),
+    #[error(
         "the pod uid is unknown (no {0} annotation); kubelet volumes cannot be told from host paths"
     )]
     NoPodUid(&'static str),

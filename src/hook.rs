@@ -174,6 +174,13 @@ fn evaluate(
         let sid = identity.kube.as_ref().map(|k| k.sandbox_id.clone());
         Error::SandboxSpec(sid.unwrap_or_default(), Box::new(e))
     })?;
+    // A pod's app container without its sandbox spec would pass with its pod sysctls unseen.
+    if sandbox.is_none()
+        && opts.runtime != spec::Runtime::None
+        && let Some(k) = identity.kube.as_ref().filter(|k| !k.is_sandbox)
+    {
+        return Err(Error::NoSandboxBundle(k.sandbox_id.clone()));
+    }
     let input = spec::Input {
         spec,
         identity,
@@ -269,6 +276,29 @@ mod tests {
         let f = std::fs::File::from(r);
         let e = read_state(&f, Duration::from_millis(50)).unwrap_err();
         assert!(matches!(e, Error::StateTimeout(_)), "{e:?}");
+    }
+
+    #[test]
+    fn app_container_without_a_locatable_sandbox_is_an_error() {
+        let spec: RawSpec = serde_json::from_str(
+            r#"{"process":{"user":{"uid":1000}},"linux":{"namespaces":[{"type":"network"},{"type":"pid"},{"type":"ipc"}]},
+            "annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"app",
+            "io.kubernetes.cri.sandbox-id":"..","io.kubernetes.cri.sandbox-name":"web",
+            "io.kubernetes.cri.sandbox-namespace":"default","io.kubernetes.cri.sandbox-uid":"u1"}}"#,
+        )
+        .unwrap();
+        let opts = Options {
+            runtime: Runtime::Containerd,
+            handler: None,
+            enforce: None,
+            live: true,
+            sandbox_file: None,
+        };
+        let policy = Policy::default();
+        let id = spec::identity::identify(Runtime::Containerd, "c1", &spec);
+        let d = decide(&policy, &opts, &spec, id, Path::new("/run/k8s.io/c1"));
+        assert_eq!(d.kind, Kind::Error, "{d:?}");
+        assert!(d.error.unwrap().contains("names no sandbox bundle"));
     }
 
     #[test]
