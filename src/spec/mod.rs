@@ -80,8 +80,44 @@ fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
     }
 }
 
+/// serde_json's own recursion limit for typed fields; applied to the whole document, so a value
+/// nested deeper in a field no check reads is refused too. Real specs nest fewer than 10 levels.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] (ignored fields are otherwise skipped
+/// unchecked): such a document is not one a runtime wrote.
+fn check_depth(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(serde::de::Error::custom(format!(
+                        "nested deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses the OCI state and checks that its bundle is a clean absolute path.
 pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
+    check_depth(bytes).map_err(Error::ParseState)?;
     let state: State = serde_json::from_slice(bytes).map_err(Error::ParseState)?;
     let bundle = state.bundle();
     if bundle.as_os_str().is_empty() {
@@ -108,10 +144,12 @@ pub fn is_clean_absolute(p: &Path) -> bool {
 
 /// Parses a spec already in memory.
 pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<RawSpec, Error> {
-    serde_json::from_slice(bytes).map_err(|source| Error::ParseSpec {
-        path: path.to_owned(),
-        source,
-    })
+    check_depth(bytes)
+        .and_then(|()| serde_json::from_slice(bytes))
+        .map_err(|source| Error::ParseSpec {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Reads `<bundle>/config.json`, following no symlink at the bundle or the file.
@@ -147,8 +185,8 @@ pub fn load_bundle_spec(bundle: &Path) -> Result<RawSpec, Error> {
         path: path.clone(),
         source,
     })?;
-    let bytes = read_all_bounded(file, MAX_SPEC_BYTES)
-        .map_err(|e| read_error(&path, MAX_SPEC_BYTES, e))?;
+    let bytes =
+        read_all_bounded(file, MAX_SPEC_BYTES).map_err(|e| read_error(&path, MAX_SPEC_BYTES, e))?;
     parse_spec(&bytes, &path)
 }
 
@@ -351,6 +389,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_even_in_ignored_fields() {
+        let deep = |n: usize| {
+            format!(
+                r#"{{"process":{{"user":{{"uid":0}}}},"x":{}"[{{\"]"{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        let p = Path::new("config.json");
+        assert!(parse_spec(deep(MAX_JSON_DEPTH - 1).as_bytes(), p).is_ok());
+        let e = parse_spec(deep(MAX_JSON_DEPTH).as_bytes(), p).unwrap_err();
+        assert!(
+            e.chain().contains("nested deeper than 128"),
+            "{}",
+            e.chain()
+        );
+        assert!(parse_spec(deep(10_000).as_bytes(), p).is_err());
     }
 
     #[test]
