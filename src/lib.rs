@@ -6,12 +6,15 @@
 //! with one pure function per upstream check ID, and [`hook`] turns the report into a decision,
 //! a log record and an exit code.
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod facts;
 pub mod hook;
+pub mod install;
 pub mod log;
 pub mod policy;
 pub mod report;
+pub mod serve;
 pub mod spec;
 pub mod time;

@@ -18,6 +18,18 @@ usage:
       [--version v1.N|latest] [--runtime containerd|cri-o|none] [--sandbox FILE]
       [--id CONTAINER-ID] [--offline] [--json]
       Evaluate a spec and print every check. Same exit codes.
+  pss-guard install [--root DIR] [--dry-run] [--restart] [--binary FILE] [--policy FILE]
+      [--replace-policy] [--bin-path PATH] [--policy-path PATH] [--containerd-config PATH]
+      [--containerd-config-version 2|3] [--spec-dir DIR] [--hooks-dir DIR]
+      [--only containerd|hooks.d] [--restart-command CMD]
+      Put the hook on this node (or the host mounted at --root): binary, policy,
+      containerd base specs and config, CRI-O/Podman hooks.d.
+  pss-guard uninstall [same options] [--purge]
+      Take it off again, in reverse order.
+  pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
+      Decide every running container as the hook would; exit 1 if any would be refused.
+  pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
+      Follow the decision log to stdout and serve Prometheus metrics on /metrics.
   pss-guard version
 ";
 
@@ -44,6 +56,10 @@ fn run() -> Result<u8, String> {
     match cmd.as_str() {
         "hook" => hook_cmd(parser),
         "check" => check_cmd(parser),
+        "install" => install_cmd(parser, false),
+        "uninstall" => install_cmd(parser, true),
+        "audit" => audit_cmd(parser),
+        "serve" => serve_cmd(parser),
         "version" => {
             println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -172,4 +188,147 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         print!("{}", decision.render_text());
     }
     Ok(decision.kind.exit_code())
+}
+
+fn install_cmd(mut p: lexopt::Parser, uninstall: bool) -> Result<u8, String> {
+    use pss_guard::install::{self, Targets};
+    let mut o = install::Options::default();
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        let path = |p: &mut lexopt::Parser| -> Result<PathBuf, String> {
+            Ok(p.value().map_err(|e| e.to_string())?.into())
+        };
+        match arg {
+            Long("root") => o.root = path(&mut p)?,
+            Long("dry-run") => o.dry_run = true,
+            Long("restart") => o.restart = true,
+            Long("binary") => o.binary_source = Some(path(&mut p)?),
+            Long("policy") => o.policy_source = Some(path(&mut p)?),
+            Long("replace-policy") => o.replace_policy = true,
+            Long("purge") if uninstall => o.purge = true,
+            Long("bin-path") => o.bin_path = path(&mut p)?,
+            Long("policy-path") => o.policy_path = path(&mut p)?,
+            Long("containerd-config") => o.containerd_config = path(&mut p)?,
+            Long("containerd-config-version") => o.containerd_version = Some(parsed(&mut p)?),
+            Long("spec-dir") => o.spec_dir = path(&mut p)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path(&mut p)?),
+            Long("only") => {
+                o.targets = match string(&mut p)?.as_str() {
+                    "containerd" => Targets::Containerd,
+                    "hooks.d" => Targets::HooksD,
+                    other => {
+                        return Err(format!("--only {other:?}: expected containerd or hooks.d"));
+                    }
+                }
+            }
+            Long("restart-command") => {
+                o.restart_command = Some(
+                    string(&mut p)?
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    for (flag, v) in [
+        ("--bin-path", &o.bin_path),
+        ("--policy-path", &o.policy_path),
+        ("--containerd-config", &o.containerd_config),
+        ("--spec-dir", &o.spec_dir),
+    ] {
+        if !spec::is_clean_absolute(v) {
+            return Err(format!("{flag} {v:?} must be a clean absolute host path"));
+        }
+    }
+    let result = if uninstall {
+        install::uninstall(&o)
+    } else {
+        install::install(&o)
+    };
+    let outcome = result.map_err(|e| pss_guard::error::chain_of(&e))?;
+    print!("{outcome}");
+    Ok(0)
+}
+
+fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+    let mut root = PathBuf::from("/");
+    let mut policy_path: Option<PathBuf> = None;
+    let mut level: Option<Level> = None;
+    let mut version: Option<Version> = None;
+    let mut json = false;
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("root") => root = p.value().map_err(|e| e.to_string())?.into(),
+            Long("policy") => policy_path = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("level") => level = Some(parsed(&mut p)?),
+            Long("version") => version = Some(parsed(&mut p)?),
+            Long("json") => json = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let (policy, policy_error) = match &policy_path {
+        Some(path) => (
+            Policy::load(path).map_err(|e| {
+                pss_guard::error::Error::Policy {
+                    path: path.clone(),
+                    source: e,
+                }
+                .chain()
+            })?,
+            None,
+        ),
+        None => Policy::load_or_default(&pss_guard::install::files::under(
+            &root,
+            std::path::Path::new(DEFAULT_POLICY_PATH),
+        )),
+    };
+    if let Some(e) = &policy_error {
+        eprintln!("pss-guard: {e}");
+    }
+    let enforce = (level.is_some() || version.is_some()).then(|| LevelVersion {
+        level: level.unwrap_or(policy.enforce.level),
+        version: version.unwrap_or(policy.enforce.version),
+    });
+    let shown = enforce.unwrap_or(policy.enforce).to_string();
+    let found = pss_guard::audit::find(
+        &root,
+        &policy.paths.containerd_state,
+        &policy.paths.crio_runroot,
+    );
+    let entries = pss_guard::audit::audit(&policy, found, enforce);
+    if json {
+        println!("{}", pss_guard::audit::to_json(&entries, &shown));
+    } else {
+        print!("{}", pss_guard::audit::render_table(&entries, &shown));
+    }
+    Ok(pss_guard::audit::exit_code(&entries))
+}
+
+fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+    use pss_guard::serve::{self, ServeOptions};
+    let mut o = ServeOptions {
+        log: pss_guard::config::DEFAULT_LOG_PATH.into(),
+        listen: serve::DEFAULT_LISTEN
+            .parse()
+            .map_err(|e: std::net::AddrParseError| e.to_string())?,
+        node: None,
+        from_start: false,
+        poll: std::time::Duration::from_millis(200),
+    };
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("log") => o.log = p.value().map_err(|e| e.to_string())?.into(),
+            Long("listen") => {
+                o.listen = string(&mut p)?
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| format!("--listen: {e}"))?
+            }
+            Long("node") => o.node = Some(string(&mut p)?).filter(|n| !n.is_empty()),
+            Long("from-start") => o.from_start = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    serve::run(o).map_err(|e| pss_guard::error::chain_of(&e))?;
+    Ok(0)
 }

@@ -1,0 +1,279 @@
+//! `pss-guard audit`: the operator's dry run before enforcing. Finds the bundles of the
+//! containers the node runs now and decides each one exactly as the hook would have
+//! ([`crate::hook::decide`]), so "would be refused" here means "refused after the next restart
+//! of that container".
+//!
+//! Where bundles are: containerd keeps one per task under
+//! `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json`; CRI-O and Podman under
+//! `<runroot>/overlay-containers/<id>/userdata/config.json`. Pod sandboxes (pause containers)
+//! never run the hook and are left out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::config::Policy;
+use crate::hook::{self, Options};
+use crate::install::files::under;
+use crate::report::{Decision, Kind};
+use crate::spec::{self, Runtime};
+
+const CONTAINERD_TASK_DIRS: [&str; 2] = [
+    "io.containerd.runtime.v2.task",
+    "io.containerd.runtime.v1.linux",
+];
+const CONTAINERD_TYPE: &str = "io.kubernetes.cri.container-type";
+const CRIO_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+const MANAGER: &str = "io.container.manager";
+
+/// A running container's bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub runtime: Runtime,
+    pub id: String,
+    pub bundle: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub found: Found,
+    pub decision: Decision,
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every bundle below the runtimes' state directories (host paths, read below `root`).
+pub fn find(root: &Path, containerd_state: &Path, crio_runroot: &Path) -> Vec<Found> {
+    let mut out = Vec::new();
+    for task_dir in CONTAINERD_TASK_DIRS {
+        for ns in subdirs(&under(root, &containerd_state.join(task_dir))) {
+            for b in subdirs(&ns) {
+                if b.join("config.json").is_file() {
+                    out.push(Found {
+                        runtime: Runtime::Containerd,
+                        id: name_of(&b),
+                        bundle: b,
+                    });
+                }
+            }
+        }
+    }
+    for c in subdirs(&under(root, &crio_runroot.join("overlay-containers"))) {
+        let b = c.join("userdata");
+        if b.join("config.json").is_file() {
+            out.push(Found {
+                runtime: Runtime::None,
+                id: name_of(&c),
+                bundle: b,
+            });
+        }
+    }
+    out
+}
+
+/// Decides every found container that is not a pod sandbox.
+pub fn audit(
+    policy: &Policy,
+    found: Vec<Found>,
+    enforce: Option<crate::policy::LevelVersion>,
+) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for mut f in found {
+        let spec = spec::load_bundle_spec(&f.bundle);
+        if let Ok(s) = &spec {
+            let ann = s.annotations.as_ref();
+            let get = |k: &str| ann.and_then(|a| a.get(k)).map(String::as_str);
+            if get(CONTAINERD_TYPE) == Some("sandbox") || get(CRIO_TYPE) == Some("sandbox") {
+                continue;
+            }
+            if f.runtime == Runtime::None && get(MANAGER) == Some("cri-o") {
+                f.runtime = Runtime::CriO;
+            }
+        }
+        let opts = Options {
+            runtime: f.runtime,
+            handler: None,
+            enforce,
+            live: true,
+            sandbox_file: None,
+        };
+        let decision = match spec {
+            Ok(s) => {
+                let identity = spec::identity::identify(f.runtime, &f.id, &s);
+                hook::decide(policy, &opts, &s, identity, &f.bundle)
+            }
+            Err(e) => hook::decide_from_state(policy, &opts, Err(e)),
+        };
+        out.push(Entry { found: f, decision });
+    }
+    out.sort_by_key(|e| sort_key(&e.decision));
+    out
+}
+
+fn sort_key(d: &Decision) -> (String, String, String, String) {
+    let k = d.identity.kube.as_ref();
+    (
+        k.map(|k| k.namespace.clone()).unwrap_or_default(),
+        k.map(|k| k.pod.clone()).unwrap_or_default(),
+        d.identity.container_name().to_owned(),
+        d.identity.container_id.clone(),
+    )
+}
+
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Allowed => "allowed",
+        Kind::Refused => "WOULD REFUSE",
+        Kind::Audit => "audit",
+        Kind::Exempt => "exempt",
+        Kind::Error => "ERROR",
+    }
+}
+
+fn runtime_name(r: Runtime) -> &'static str {
+    match r {
+        Runtime::Containerd => "containerd",
+        Runtime::CriO => "cri-o",
+        Runtime::None => "podman",
+    }
+}
+
+fn summary(entries: &[Entry]) -> BTreeMap<&'static str, usize> {
+    let mut s = BTreeMap::new();
+    for k in ["allowed", "refused", "audit", "exempt", "error"] {
+        s.insert(k, 0);
+    }
+    for e in entries {
+        let k = match e.decision.kind {
+            Kind::Allowed => "allowed",
+            Kind::Refused => "refused",
+            Kind::Audit => "audit",
+            Kind::Exempt => "exempt",
+            Kind::Error => "error",
+        };
+        *s.entry(k).or_insert(0) += 1;
+    }
+    s
+}
+
+/// What was wrong, on one line: the violated checks, the error, or the exemption.
+fn why(d: &Decision) -> String {
+    match d.kind {
+        Kind::Error => d.error.clone().unwrap_or_default(),
+        Kind::Exempt => d.exempt.clone().unwrap_or_default(),
+        Kind::Audit => d
+            .audit
+            .as_ref()
+            .map(|r| checks(r, "audit: "))
+            .unwrap_or_default(),
+        _ => d.report.as_ref().map(|r| checks(r, "")).unwrap_or_default(),
+    }
+}
+
+fn checks(r: &crate::policy::Report, prefix: &str) -> String {
+    let ids: Vec<&str> = r.violations().map(|(c, _)| c.id).collect();
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{}", ids.join(","))
+    }
+}
+
+pub fn render_table(entries: &[Entry], policy: &str) -> String {
+    let mut rows = vec![[
+        "DECISION".to_owned(),
+        "NAMESPACE".into(),
+        "POD".into(),
+        "CONTAINER".into(),
+        "RUNTIME".into(),
+        "WHY".into(),
+    ]];
+    for e in entries {
+        let k = e.decision.identity.kube.as_ref();
+        rows.push([
+            label(e.decision.kind).into(),
+            k.map_or("-".into(), |k| k.namespace.clone()),
+            k.map_or("-".into(), |k| k.pod.clone()),
+            e.decision
+                .identity
+                .container_name()
+                .chars()
+                .take(40)
+                .collect(),
+            runtime_name(e.found.runtime).into(),
+            why(&e.decision),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i == r.len() - 1 {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let s = summary(entries);
+    out.push_str(&format!(
+        "{} containers under {policy}: {} allowed, {} would be refused, {} audit, {} exempt, {} could not be evaluated\n",
+        entries.len(),
+        s["allowed"],
+        s["refused"],
+        s["audit"],
+        s["exempt"],
+        s["error"]
+    ));
+    out
+}
+
+pub fn to_json(entries: &[Entry], policy: &str) -> Value {
+    let containers: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut v = e.decision.to_json();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("checks");
+                o.insert("runtime".into(), runtime_name(e.found.runtime).into());
+                o.insert("bundle".into(), e.found.bundle.to_string_lossy().into());
+            }
+            v
+        })
+        .collect();
+    json!({"policy": policy, "summary": summary(entries), "containers": containers})
+}
+
+/// 1 when any container would be refused or could not be evaluated, else 0.
+pub fn exit_code(entries: &[Entry]) -> u8 {
+    let bad = entries
+        .iter()
+        .any(|e| matches!(e.decision.kind, Kind::Refused | Kind::Error));
+    u8::from(bad)
+}
