@@ -141,6 +141,7 @@ pub struct State {
 pub struct Handler {
     pub name: String,
     pub runtime_type: String,
+    /// As written, `""` included (containerd's own default config writes it).
     pub base_runtime_spec: Option<String>,
     /// Not in the config: containerd's built-in default handler.
     pub implicit: bool,
@@ -343,7 +344,7 @@ pub fn handlers(doc: &DocumentMut, v: ConfigVersion) -> Vec<Handler> {
                 name: name.to_owned(),
                 // containerd's own default when runtime_type is left out.
                 runtime_type: s("runtime_type").unwrap_or_else(|| DEFAULT_RUNTIME_TYPE.into()),
-                base_runtime_spec: s("base_runtime_spec").filter(|p| !p.is_empty()),
+                base_runtime_spec: s("base_runtime_spec"),
                 implicit: false,
             });
         }
@@ -376,7 +377,7 @@ pub fn set_base_runtime_spec(
             if !exists {
                 t.insert("runtime_type", toml_edit::value(DEFAULT_RUNTIME_TYPE));
             }
-            t.insert("base_runtime_spec", toml_edit::value(p));
+            set_keeping_layout(t, "base_runtime_spec", p);
         }
         None => {
             if let Some(t) = get_table_mut(doc.as_table_mut(), &path) {
@@ -385,6 +386,26 @@ pub fn set_base_runtime_spec(
         }
     }
     Ok(())
+}
+
+/// Sets a string key without disturbing the file's layout: an existing value keeps its
+/// surrounding whitespace and comments, a new key takes the indentation of its siblings.
+fn set_keeping_layout(t: &mut dyn TableLike, key: &str, v: &str) {
+    if let Some(Item::Value(old)) = t.get_mut(key) {
+        let decor = old.decor().clone();
+        let mut new = toml_edit::Value::from(v);
+        *new.decor_mut() = decor;
+        *old = new;
+        return;
+    }
+    let indent = t
+        .iter()
+        .filter(|(_, i)| i.is_value())
+        .find_map(|(k, _)| t.key(k).and_then(|k| k.leaf_decor().prefix().cloned()));
+    t.insert(key, toml_edit::value(v));
+    if let (Some(indent), Some(mut k)) = (indent, t.key_mut(key)) {
+        k.leaf_decor_mut().set_prefix(indent);
+    }
 }
 
 /// Removes a handler table that pss-guard created, if nothing but its own keys is left in it.

@@ -463,13 +463,13 @@ fn plan_containerd_install(opts: &Options) -> Result<ContainerdPlan, InstallErro
         // Derive from the node's own base spec when there is one, re-read on every run so an
         // upgrade picks up changes to it; else from our own file (state lost); else CRI's default.
         let base = match (&entry.original_base_runtime_spec, already) {
-            (Some(orig), _) => {
+            (Some(orig), _) if !orig.is_empty() => {
                 containerd::load_base_spec(&opts.root, &h.name, orig).map_err(cfg_err)?
             }
             (None, true) if previous.is_none() => {
                 containerd::load_base_spec(&opts.root, &h.name, &ours_str).map_err(cfg_err)?
             }
-            (None, _) => containerd::cri_default_spec(),
+            _ => containerd::cri_default_spec(),
         };
         let hook = containerd::hook_entry(&opts.bin_path, &h.name, opts.hook_policy_arg());
         let spec = containerd::with_hook(&base, &hook, &opts.bin_path).ok_or_else(|| {
