@@ -84,9 +84,15 @@ fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
 /// nested deeper in a field no check reads is refused too. Real specs nest fewer than 10 levels.
 pub const MAX_JSON_DEPTH: usize = 128;
 
-/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] (ignored fields are otherwise skipped
-/// unchecked): such a document is not one a runtime wrote.
+/// Refuses JSON that is not UTF-8 or is nested deeper than [`MAX_JSON_DEPTH`]: serde_json
+/// skips ignored fields without checking either, and such a document is not one a runtime wrote.
 fn check_depth(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(serde::de::Error::custom(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in bytes {
         if in_string {
@@ -409,6 +415,12 @@ mod tests {
             e.chain()
         );
         assert!(parse_spec(deep(10_000).as_bytes(), p).is_err());
+        let e = parse_spec(b"{\"x\":\"\xff\"}", p).unwrap_err();
+        assert!(
+            e.chain().contains("not UTF-8 (invalid byte at offset 6)"),
+            "{}",
+            e.chain()
+        );
     }
 
     #[test]
