@@ -1,0 +1,445 @@
+//! `pss-guard install` on a real containerd 1.6 node (tests/containerd/node-up.sh), driven like
+//! kubelet by kubelet-sim: the installed config loads, every runc-based handler runs the hook,
+//! 200 container starts succeed while the binary and the policy are replaced 50 times, and after
+//! `uninstall --restart` containers start with no hook. Then `audit` finds the privileged pod
+//! that started without the hook.
+
+// Test helpers: a panic is how a failed step reports itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pss-guard");
+const PODS: usize = 50;
+const CONTAINERS_PER_POD: usize = 4;
+const UPGRADES: usize = 50;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// kubelet-sim is a binary of this workspace, built next to pss-guard.
+fn kubelet_sim() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("kubelet-sim");
+    assert!(
+        p.is_file(),
+        "{p:?} missing: build the workspace first (cargo build --workspace)"
+    );
+    p
+}
+
+struct Node {
+    dir: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Node {
+    fn up() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("pss-guard-install-node.")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let out = Command::new("bash")
+            .arg(workspace().join("tests/containerd/node-up.sh"))
+            .arg(&dir)
+            .env("PSS_GUARD_BIN", BIN)
+            .output()
+            .unwrap();
+        let mut node = Node {
+            dir: dir.clone(),
+            env: BTreeMap::new(),
+        };
+        assert!(
+            out.status.success(),
+            "node-up.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = fs::read_to_string(dir.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        node.env = env;
+        node
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    fn installer(&self, verb: &str, extra: &[&str]) -> Output {
+        installer(&self.dir, verb, extra)
+    }
+
+    fn run_pod(&self, yaml: &str, handler: Option<&str>) -> (i32, Value) {
+        let f = tempfile::NamedTempFile::new_in(&self.dir).unwrap();
+        fs::write(f.path(), yaml).unwrap();
+        let mut cmd = Command::new(kubelet_sim());
+        cmd.args(["run-pod", "--socket", self.var("CONTAINERD_SOCKET")])
+            .args(["--kubelet-root", self.var("KUBELET_ROOT")]);
+        if let Some(h) = handler {
+            cmd.args(["--runtime-handler", h]);
+        }
+        let out = cmd.arg(f.path()).output().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "kubelet-sim gave no result (exit {code}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, v)
+    }
+
+    fn stop_pod(&self, sandbox: &str) {
+        let out = Command::new(kubelet_sim())
+            .args(["stop-pod", "--socket", self.var("CONTAINERD_SOCKET")])
+            .args(["--kubelet-root", self.var("KUBELET_ROOT"), sandbox])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn decisions(&self) -> Vec<Value> {
+        fs::read_to_string(self.var("PSS_GUARD_DECISION_LOG"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace().join("tests/containerd/node-down.sh"))
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// `pss-guard install|uninstall` with every path inside the node directory `dir`.
+fn installer(dir: &Path, verb: &str, extra: &[&str]) -> Output {
+    let p = |rel: &str| dir.join(rel).to_string_lossy().into_owned();
+    let restart = format!("bash {}", p("restart.sh"));
+    let mut args: Vec<String> = vec![
+        verb.into(),
+        "--only".into(),
+        "containerd".into(),
+        "--containerd-config".into(),
+        p("config.toml"),
+        "--spec-dir".into(),
+        p("pss-guard/specs"),
+        "--bin-path".into(),
+        p("pss-guard/bin/pss-guard"),
+        "--policy-path".into(),
+        p("pss-guard/policy.toml"),
+        "--restart-command".into(),
+        restart,
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(BIN).args(&args).output().unwrap()
+}
+
+fn pod(name: &str, containers: usize, privileged: bool) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  containers:\n"
+    );
+    for i in 0..containers {
+        y.push_str(&format!(
+            "  - name: c{i}\n    image: localhost/pss-guard/app:latest\n    securityContext: {{privileged: {privileged}}}\n"
+        ));
+    }
+    y
+}
+
+fn started(run: &Value) -> usize {
+    run["containers"]
+        .as_array()
+        .map_or(0, |cs| cs.iter().filter(|c| c["started"] == true).count())
+}
+
+fn errors(run: &Value) -> Vec<String> {
+    run["containers"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["error"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ok(out: &Output) -> String {
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {}\n{s}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+const RESTART_SH: &str = r#"#!/usr/bin/env bash
+# Test stand-in for `systemctl restart containerd` on a node-up.sh node.
+set -euo pipefail
+node=$(dirname "$(readlink -f "$0")")
+pid=$(cat "$node/containerd.pid")
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+containerd --config "$node/config.toml" >>"$node/log/containerd.log" 2>&1 </dev/null &
+echo $! >"$node/containerd.pid"
+for _ in $(seq 1 100); do
+	ctr --address "$node/containerd.sock" version >/dev/null 2>&1 && exit 0
+	sleep 0.1
+done
+echo "containerd did not come back" >&2
+exit 1
+"#;
+
+#[test]
+fn install_upgrade_under_load_uninstall_and_audit_on_containerd() {
+    let node = Node::up();
+    fs::write(node.p("restart.sh"), RESTART_SH).unwrap();
+
+    // Make the node look like a real one before pss-guard: its base spec has no pss-guard hook
+    // (node-up.sh puts one there for its own tests; its capture hook stays).
+    let base_path = node.p("base-spec.json");
+    let mut base: Value = serde_json::from_slice(&fs::read(&base_path).unwrap()).unwrap();
+    base["hooks"]
+        .as_object_mut()
+        .unwrap()
+        .remove("createRuntime");
+    fs::write(&base_path, serde_json::to_vec_pretty(&base).unwrap()).unwrap();
+    let config_before = fs::read_to_string(node.p("config.toml")).unwrap();
+
+    // Two binaries and two policies to alternate between during the upgrade run.
+    let bin_a = PathBuf::from(BIN);
+    let bin_b = node.p("alt/pss-guard-b");
+    fs::create_dir_all(bin_b.parent().unwrap()).unwrap();
+    let mut bytes = fs::read(&bin_a).unwrap();
+    bytes.extend_from_slice(b"\0pss-guard upgrade test build B\0");
+    fs::write(&bin_b, bytes).unwrap();
+    Command::new("chmod")
+        .args(["0755", bin_b.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let pol_a = PathBuf::from(node.var("PSS_GUARD_POLICY"));
+    let pol_b = node.p("alt/policy-b.toml");
+    let mut text = fs::read_to_string(&pol_a).unwrap();
+    text = text.replacen(
+        "enforce = \"baseline:latest\"",
+        "enforce = \"baseline:latest\"\naudit = \"restricted:latest\"",
+        1,
+    );
+    fs::write(&pol_b, text).unwrap();
+
+    // --- install, with --restart through the test node's restart script --------------------
+    let out = ok(&node.installer(
+        "install",
+        &[
+            "--binary",
+            bin_a.to_str().unwrap(),
+            "--policy",
+            pol_a.to_str().unwrap(),
+            "--restart",
+        ],
+    ));
+    assert!(out.contains("containerd: restarted"), "{out}");
+    let dump = Command::new("containerd")
+        .arg("--config")
+        .arg(node.p("config.toml"))
+        .args(["config", "dump"])
+        .output()
+        .unwrap();
+    let dump = ok(&dump);
+    for h in ["runc", "runc-passthrough", "runc-nohook"] {
+        let want = format!(
+            "base_runtime_spec = \"{}\"",
+            node.p(&format!("pss-guard/specs/base-runtime-spec-{h}.json"))
+                .display()
+        );
+        assert!(
+            dump.contains(&want),
+            "{h}: {want} not in containerd's config"
+        );
+    }
+
+    // Every runc handler now refuses a privileged pod, including the one that had no hook.
+    for (i, h) in ["runc", "runc-nohook"].iter().enumerate() {
+        let (code, run) = node.run_pod(&pod(&format!("priv-{i}"), 1, true), Some(h));
+        assert_eq!(code, 1, "{h}: {run:#}");
+        let e = errors(&run).join("\n");
+        assert!(
+            e.contains("pss-guard: container \"c0\" in pod default/priv-"),
+            "{e}"
+        );
+        assert!(e.contains("privileged"), "{e}");
+    }
+
+    // --- 200 starts while the binary and the policy are replaced 50 times ------------------
+    let launched = Arc::new(AtomicUsize::new(0));
+    let upgrader = {
+        let launched = Arc::clone(&launched);
+        let args: Vec<Vec<String>> = (0..UPGRADES)
+            .map(|i| {
+                let (b, p) = if i % 2 == 0 {
+                    (&bin_b, &pol_b)
+                } else {
+                    (&bin_a, &pol_a)
+                };
+                vec![
+                    "--binary".into(),
+                    b.to_string_lossy().into_owned(),
+                    "--policy".into(),
+                    p.to_string_lossy().into_owned(),
+                    "--replace-policy".into(),
+                ]
+            })
+            .collect();
+        let node_dir = node.dir.clone();
+        std::thread::spawn(move || {
+            let mut replaced = (0, 0);
+            for (i, a) in args.iter().enumerate() {
+                // One upgrade per pod, landing at varying points of its four starts.
+                while launched.load(Ordering::SeqCst) <= i {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(40 * (i as u64 % 7)));
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let out = ok(&installer(&node_dir, "install", &refs));
+                replaced.0 += usize::from(out.contains("pss-guard/bin/pss-guard: replaced"));
+                replaced.1 += usize::from(out.contains("pss-guard/policy.toml: replaced"));
+                // Nothing but binary and policy changes: no restart during the run.
+                assert!(
+                    out.contains("containerd") && !out.contains("restarted"),
+                    "{out}"
+                );
+            }
+            replaced
+        })
+    };
+    let t0 = Instant::now();
+    let mut total_started = 0;
+    let mut failures = Vec::new();
+    for i in 0..PODS {
+        launched.fetch_add(1, Ordering::SeqCst);
+        let (code, run) = node.run_pod(
+            &pod(&format!("upgrade-{i}"), CONTAINERS_PER_POD, false),
+            None,
+        );
+        total_started += started(&run);
+        if code != 0 {
+            failures.push(format!("upgrade-{i}: {}", errors(&run).join("; ")));
+        }
+        if let Some(sb) = run["sandbox_id"].as_str() {
+            node.stop_pod(sb);
+        }
+    }
+    let elapsed = t0.elapsed();
+    let (bins, pols) = upgrader.join().expect("upgrader thread");
+    eprintln!(
+        "upgrade run: {} container starts in {:.1}s, {} failed, binary replaced {bins}x, policy replaced {pols}x",
+        PODS * CONTAINERS_PER_POD,
+        elapsed.as_secs_f64(),
+        PODS * CONTAINERS_PER_POD - total_started
+    );
+    assert!(
+        failures.is_empty(),
+        "failed starts during upgrade: {failures:#?}"
+    );
+    assert_eq!(total_started, PODS * CONTAINERS_PER_POD);
+    assert_eq!((bins, pols), (UPGRADES, UPGRADES));
+    // Every start ran the hook: one log record per container, none an error; both policies
+    // were in force at some point.
+    let recs: Vec<Value> = node
+        .decisions()
+        .into_iter()
+        .filter(|d| d["pod"].as_str().is_some_and(|p| p.starts_with("upgrade-")))
+        .collect();
+    assert_eq!(recs.len(), PODS * CONTAINERS_PER_POD, "decision records");
+    assert!(
+        recs.iter()
+            .all(|d| d["decision"] == "allowed" || d["decision"] == "audit")
+    );
+    assert!(
+        recs.iter().any(|d| d["decision"] == "audit"),
+        "policy B never took effect"
+    );
+    assert!(
+        recs.iter().any(|d| d["decision"] == "allowed"),
+        "policy A never took effect"
+    );
+
+    // --- uninstall: config restored, containerd restarted, then the binary removed ---------
+    let out = ok(&node.installer("uninstall", &["--restart"]));
+    assert!(out.contains("restarted"), "{out}");
+    assert_eq!(
+        fs::read_to_string(node.p("config.toml")).unwrap(),
+        config_before
+    );
+    assert!(!node.p("pss-guard/bin/pss-guard").exists(), "{out}");
+    let before = node.decisions().len();
+    for h in ["runc", "runc-nohook"] {
+        let (code, run) = node.run_pod(&pod(&format!("after-{h}"), 1, true), Some(h));
+        assert_eq!(
+            code, 0,
+            "{h}: privileged pod refused after uninstall: {run:#}"
+        );
+    }
+    let (code, _) = node.run_pod(&pod("after-plain", 1, false), None);
+    assert_eq!(code, 0);
+    assert_eq!(node.decisions().len(), before, "a hook ran after uninstall");
+
+    // --- audit: the privileged pods that started without the hook would be refused ---------
+    let policy = node.var("PSS_GUARD_POLICY");
+    let out = Command::new(BIN)
+        .args(["audit", "--policy", policy])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let row = |pod: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(pod))
+            .unwrap_or_else(|| panic!("{pod} not in audit table:\n{table}"))
+            .to_owned()
+    };
+    assert!(row("after-runc ").starts_with("WOULD REFUSE"), "{table}");
+    assert!(row("after-runc ").contains("privileged"), "{table}");
+    assert!(row("after-plain").starts_with("allowed"), "{table}");
+    let out = Command::new(BIN)
+        .args(["audit", "--policy", policy, "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["refused"], 2, "{v:#}");
+    let c = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "after-runc-nohook")
+        .unwrap();
+    assert_eq!(c["decision"], "refused");
+    assert_eq!(c["violations"][0]["check"], "privileged");
+    assert_eq!(c["runtime"], "containerd");
+}
