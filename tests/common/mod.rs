@@ -196,3 +196,144 @@ pub fn runc_run(root: &Path, bundle: &Path, id: &str) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What a bounded run writes to the child's stdin.
+pub enum Stdin {
+    /// These bytes, then end of file.
+    Bytes(Vec<u8>),
+    /// Nothing, and the pipe stays open until the child exits (a runtime that never writes).
+    NeverClosed,
+}
+
+/// Runs `cmd` with `stdin`, and fails the test if it runs longer than `limit` (the child is
+/// killed first): a hook must never hang.
+pub fn run_bounded(mut cmd: Command, stdin: Stdin, limit: std::time::Duration) -> Output {
+    use std::io::{Read, Write};
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = std::time::Instant::now();
+    let mut child = cmd.spawn().expect("spawn the command under test");
+    let mut pipe = child.stdin.take().expect("stdin pipe");
+    let writer = match stdin {
+        Stdin::Bytes(bytes) => {
+            // The child may stop reading early (an oversized state): EPIPE is expected.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+            None
+        }
+        Stdin::NeverClosed => Some(pipe),
+    };
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command under test") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} ran past {limit:?}: a hang");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    drop(writer);
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+impl Node {
+    /// `pss-guard hook --policy <this node's policy> ARGS` with an empty environment, as a
+    /// runtime starts it.
+    pub fn hook_command(&self, args: &[&str]) -> Command {
+        hook_command(&self.policy_path(), args)
+    }
+}
+
+/// `pss-guard hook --policy POLICY ARGS` with an empty environment.
+pub fn hook_command(policy: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("hook")
+        .arg("--policy")
+        .arg(policy)
+        .args(args)
+        .env_clear();
+    cmd
+}
+
+/// The same hook command run inside a private mount namespace after `setup` (a shell
+/// script: mounts that must not leak into the test machine). The hook itself still starts
+/// with an empty environment.
+pub fn in_mount_namespace(setup: &str, hook: &Command) -> Command {
+    let mut cmd = Command::new("/usr/bin/unshare");
+    cmd.args(["--mount", "--propagation", "private", "/bin/sh", "-ec"])
+        .arg(format!("{setup}\nexec /usr/bin/env -i \"$@\""))
+        .arg("sh")
+        .arg(hook.get_program())
+        .args(hook.get_args())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd
+}
+
+/// containerd's annotations for the app container "app" of pod `<ns>/web`.
+pub fn cri_annotations(ns: &str, sandbox_id: &str) -> Value {
+    json!({
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.container-name": "app",
+        "io.kubernetes.cri.sandbox-id": sandbox_id,
+        "io.kubernetes.cri.sandbox-name": "web",
+        "io.kubernetes.cri.sandbox-namespace": ns,
+        "io.kubernetes.cri.sandbox-uid": "0a1b2c3d-uid",
+        "io.kubernetes.cri.image-name": "registry.example/app:1"
+    })
+}
+
+/// A containerd-shaped pod under `<root>`: the sandbox bundle `<root>/<sandbox_id>` (when
+/// `sandbox` is given) and the app container's bundle `<root>/<name>`; returns the latter.
+pub fn containerd_pod(
+    root: &Path,
+    name: &str,
+    sandbox_id: &str,
+    sandbox: Option<&Value>,
+    app: &Value,
+) -> PathBuf {
+    if let Some(sb) = sandbox {
+        std::fs::create_dir_all(root.join(sandbox_id)).expect("mkdir sandbox bundle");
+        write_json(&root.join(sandbox_id).join("config.json"), sb);
+    }
+    let b = root.join(name);
+    std::fs::create_dir_all(&b).expect("mkdir bundle");
+    write_json(&b.join("config.json"), app);
+    b
+}
+
+/// The pause container's spec: private namespaces, no Kubernetes app metadata.
+pub fn sandbox_spec() -> Value {
+    let mut sb = base_spec(&["/pause"]);
+    sb["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+    sb
+}
