@@ -101,7 +101,9 @@ fn exemption(policy: &Policy, opts: &Options, identity: &Identity) -> Option<Str
             .as_deref()
             .filter(|i| policy.is_exempt_image(i))
             .map(|i| format!("image {i:?}")),
-        None if policy.unidentified == Unidentified::Allow => {
+        // An identity voided because the pod itself carried runtime keys (`note`) is the pod
+        // author's doing: it must not earn the exemption for containers outside Kubernetes.
+        None if policy.unidentified == Unidentified::Allow && identity.note.is_none() => {
             Some("no Kubernetes metadata (policy: unidentified = \"allow\")".to_owned())
         }
         None => None,
@@ -299,6 +301,34 @@ mod tests {
         let d = decide(&policy, &opts, &spec, id, Path::new("/run/k8s.io/c1"));
         assert_eq!(d.kind, Kind::Error, "{d:?}");
         assert!(d.error.unwrap().contains("names no sandbox bundle"));
+    }
+
+    #[test]
+    fn forged_runtime_keys_never_earn_the_unidentified_exemption() {
+        // CRI-O: the pod's own annotations name a runtime key, so the identity is voided.
+        let spec: RawSpec = serde_json::from_str(
+            r#"{"process":{"user":{"uid":0}},"annotations":{
+            "io.kubernetes.cri-o.Labels":"{\"io.kubernetes.pod.namespace\":\"default\",\"io.kubernetes.pod.name\":\"web\",\"io.kubernetes.container.name\":\"app\"}",
+            "io.kubernetes.cri-o.SandboxID":"sb1",
+            "io.kubernetes.cri-o.Annotations":"{\"io.kubernetes.pod.namespace\":\"x\"}"}}"#,
+        )
+        .unwrap();
+        let id = spec::identity::identify(Runtime::CriO, "c1", &spec);
+        assert!(id.kube.is_none() && id.note.is_some(), "{id:?}");
+        let policy = Policy::from_toml("unidentified = \"allow\"\n").unwrap();
+        let opts = Options {
+            runtime: Runtime::CriO,
+            handler: None,
+            enforce: None,
+            live: true,
+            sandbox_file: None,
+        };
+        assert_eq!(exemption(&policy, &opts, &id), None);
+        let plain = Identity {
+            container_id: "c1".into(),
+            ..Identity::default()
+        };
+        assert!(exemption(&policy, &opts, &plain).is_some());
     }
 
     #[test]
