@@ -195,9 +195,9 @@ fn run(node: &Node, name: &str, runtime: &str, ann: Value) -> (Option<i32>, Valu
         "cri-o" => {
             // <runroot>/overlay-containers/<id>/userdata, the sandbox's beside it.
             let root = node.path().join(name).join("overlay-containers");
-            std::fs::create_dir_all(root.join("sb1/userdata")).unwrap();
+            std::fs::create_dir_all(root.join("sb1/userdata")).expect("mkdir");
             write_json(&root.join("sb1/userdata/config.json"), &sandbox_spec());
-            std::fs::create_dir_all(root.join("c1/userdata")).unwrap();
+            std::fs::create_dir_all(root.join("c1/userdata")).expect("mkdir");
             write_json(&root.join("c1/userdata/config.json"), &s);
             root.join("c1/userdata")
         }
