@@ -42,7 +42,7 @@ fi
 
 # Shims outlive containerd by design. Ours are the ones whose command line names our socket.
 for proc in /proc/[0-9]*; do
-	cmdline=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
+	cmdline=$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline") || continue
 	if [[ $cmdline == *containerd-shim* && $cmdline == *"$sock"* ]]; then
 		kill -KILL "${proc#/proc/}" 2>/dev/null
 	fi

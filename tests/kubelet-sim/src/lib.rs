@@ -15,7 +15,7 @@ pub mod translate;
 pub mod volumes;
 
 pub use manifest::{PodManifest, Source, load};
-pub use runner::{ContainerKind, ContainerRun, Kubelet, Options, PodRun};
+pub use runner::{ContainerKind, ContainerRun, Kubelet, Options, PodRun, UserNamespaces};
 
 /// Everything that stops kubelet-sim from driving the runtime. A runtime *refusing* a
 /// container is not an error: it is recorded in [`ContainerRun::error`].

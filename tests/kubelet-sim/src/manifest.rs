@@ -181,13 +181,13 @@ fn sync_container_annotations(
 }
 
 fn sync_seccomp_annotations(spec: &mut Map<String, Value>, annotations: &BTreeMap<String, String>) {
-    if let Some(profile) = annotations
+    let profile = annotations
         .get(SECCOMP_POD_ANNOTATION)
-        .and_then(|v| seccomp_from_annotation(v))
+        .and_then(|v| seccomp_from_annotation(v));
+    if let Some(profile) = profile
+        && let Some(sc) = child(spec, "securityContext")
     {
-        if let Some(sc) = child(spec, "securityContext") {
-            sc.entry("seccompProfile").or_insert(profile);
-        }
+        sc.entry("seccompProfile").or_insert(profile);
     }
     sync_container_annotations(
         spec,

@@ -35,6 +35,8 @@ pub struct Options {
     pub host_supports_apparmor: bool,
     /// `--allowed-unsafe-sysctls`.
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// What happens to `hostUsers: false`; containerd 1.6 has no pod user namespaces.
+    pub user_namespaces: UserNamespaces,
     /// How long to wait for an init container to exit before stopping it (the test images
     /// sleep forever; what matters is that the init container was allowed to start).
     pub init_timeout: Duration,
@@ -50,9 +52,21 @@ impl Options {
             seccomp_default: false,
             host_supports_apparmor: Path::new("/sys/module/apparmor/parameters/enabled").exists(),
             allowed_unsafe_sysctls: Vec::new(),
+            user_namespaces: UserNamespaces::Refuse,
             init_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// How `hostUsers: false` is handled on a runtime without pod user namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserNamespaces {
+    /// kubelet ≥1.33 (UserNamespacesSupport on): the handler reports no support, the pod is
+    /// refused (CreatePodSandboxError).
+    Refuse,
+    /// kubelet/API server with UserNamespacesSupport off (default before 1.33): the field is
+    /// dropped and the pod runs in the host user namespace.
+    Ignore,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -207,9 +221,21 @@ impl Kubelet {
         };
 
         // Pod admission (lifecycle handlers): the node OS, then the sysctl allowlist.
-        if let Some(os) = spec.os.as_ref().map(|o| o.name.as_str()).filter(|os| *os != "linux") {
+        if let Some(os) = spec
+            .os
+            .as_ref()
+            .map(|o| o.name.as_str())
+            .filter(|os| *os != "linux")
+        {
             run.kubelet_error = Some(format!(
                 "PodOSNotSupported: Failed to admit pod as the OS field doesn't match node OS (pod OS {os:?}, node OS \"linux\")"
+            ));
+            return Ok(run);
+        }
+        if spec.host_users == Some(false) && self.opts.user_namespaces == UserNamespaces::Refuse {
+            run.kubelet_error = Some(format!(
+                "CreatePodSandboxError: RuntimeHandler {:?} does not support user namespaces",
+                self.handler(spec)
             ));
             return Ok(run);
         }
@@ -234,12 +260,7 @@ impl Kubelet {
         fs::create_dir_all(&info.log_dir)
             .map_err(|e| Error::Io(PathBuf::from(&info.log_dir), e))?;
         let sandbox_config = translate::sandbox_config(&m.pod, spec, &info, &self.opts);
-        let handler = self
-            .opts
-            .runtime_handler
-            .clone()
-            .or_else(|| spec.runtime_class_name.clone())
-            .unwrap_or_default();
+        let handler = self.handler(spec);
         let resp = self
             .runtime
             .run_pod_sandbox(cri::RunPodSandboxRequest {
@@ -378,6 +399,15 @@ impl Kubelet {
             .into_inner()
             .status
             .unwrap_or_default())
+    }
+
+    /// The RuntimeClass handler: the override, else runtimeClassName, else the default.
+    fn handler(&self, spec: &PodSpec) -> String {
+        self.opts
+            .runtime_handler
+            .clone()
+            .or_else(|| spec.runtime_class_name.clone())
+            .unwrap_or_default()
     }
 
     fn log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {

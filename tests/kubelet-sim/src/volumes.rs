@@ -136,13 +136,11 @@ fn host_path(v: &Volume) -> Result<PathBuf, Error> {
     let path = PathBuf::from(path);
     match v.spec.get("type").and_then(|t| t.as_str()).unwrap_or("") {
         "DirectoryOrCreate" => create_dir(&path)?,
-        "FileOrCreate" => {
-            if !path.exists() {
-                if let Some(parent) = path.parent() {
-                    create_dir(parent)?;
-                }
-                fs::write(&path, b"").map_err(|e| Error::Io(path.clone(), e))?;
+        "FileOrCreate" if !path.exists() => {
+            if let Some(parent) = path.parent() {
+                create_dir(parent)?;
             }
+            fs::write(&path, b"").map_err(|e| Error::Io(path.clone(), e))?;
         }
         "Directory" | "File" | "Socket" | "CharDevice" | "BlockDevice" if !path.exists() => {
             return Err(Error::HostPathMissing(path));

@@ -41,9 +41,15 @@ fn app(run: &PodRun) -> &ContainerRun {
 
 fn assert_refused(run: &PodRun, substring: &str) {
     let c = app(run);
-    assert!(!c.started, "app container started but should be refused: {run:#?}");
+    assert!(
+        !c.started,
+        "app container started but should be refused: {run:#?}"
+    );
     let err = c.error.as_deref().unwrap_or("");
-    assert!(err.contains("pss-guard: "), "not refused by pss-guard: {err}");
+    assert!(
+        err.contains("pss-guard: "),
+        "not refused by pss-guard: {err}"
+    );
     assert!(err.contains(substring), "error lacks {substring:?}: {err}");
 }
 
@@ -70,9 +76,14 @@ async fn compliant_pod_starts_and_is_logged_allowed() {
     let id = app(&r).container_id.clone().expect("container id");
     let st = k.container_status(&id).await.expect("status");
     assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:#?}");
-    assert_eq!(decision_for(&node.decisions(), "plain")["decision"], "allowed");
+    assert_eq!(
+        decision_for(&node.decisions(), "plain")["decision"],
+        "allowed"
+    );
     node.save_fixture("compliant", &id, meta("compliant", &yaml, "allowed", None));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -91,7 +102,11 @@ async fn privileged_pod_is_refused_with_reason_and_logged() {
     let id = app(&r).container_id.clone().expect("created");
     let st = k.container_status(&id).await.expect("status");
     assert_eq!(st.state, ContainerState::ContainerExited as i32);
-    assert_eq!((st.reason.as_str(), st.exit_code), ("StartError", 128), "{st:#?}");
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("StartError", 128),
+        "{st:#?}"
+    );
     assert!(st.message.contains(SEED_REASON), "{}", st.message);
 
     let d = decision_for(&node.decisions(), "privileged-pod").clone();
@@ -102,8 +117,14 @@ async fn privileged_pod_is_refused_with_reason_and_logged() {
         .map(|v| v.iter().filter_map(|x| x["check"].as_str()).collect())
         .unwrap_or_default();
     assert!(checks.contains(&"privileged"), "{d}");
-    node.save_fixture("privileged", &id, meta("privileged", &yaml, "refused", Some(SEED_REASON)));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    node.save_fixture(
+        "privileged",
+        &id,
+        meta("privileged", &yaml, "refused", Some(SEED_REASON)),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -116,8 +137,14 @@ async fn privileged_pod_in_exempt_namespace_starts() {
     let d = decision_for(&node.decisions(), "privileged-pod").clone();
     assert_eq!(d["decision"], "exempt", "{d}");
     let id = app(&r).container_id.clone().expect("created");
-    node.save_fixture("privileged-kube-system", &id, meta("privileged-kube-system", &yaml, "allowed", None));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    node.save_fixture(
+        "privileged-kube-system",
+        &id,
+        meta("privileged-kube-system", &yaml, "allowed", None),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 /// The same privileged pod through a handler without the base spec starts: the refusal
@@ -128,10 +155,17 @@ async fn handler_without_base_spec_bypasses_the_hook() {
     let mut opts = node.options();
     opts.runtime_handler = Some("runc-nohook".into());
     let mut k = node.kubelet(opts).await;
-    let r = run(&mut k, &pod("nohook", "default", "", "{privileged: true}"), Source::ApiServer).await;
+    let r = run(
+        &mut k,
+        &pod("nohook", "default", "", "{privileged: true}"),
+        Source::ApiServer,
+    )
+    .await;
     assert!(r.all_started(1), "{r:#?}");
     assert!(node.decisions().iter().all(|d| d["pod"] != "nohook"));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 /// Static pods never pass admission: only the node can refuse them.
@@ -143,8 +177,14 @@ async fn static_privileged_pod_is_refused() {
     let r = run(&mut k, &yaml, Source::Static).await;
     assert_refused(&r, SEED_REASON);
     let id = app(&r).container_id.clone().expect("created");
-    node.save_fixture("static-privileged", &id, meta("static-privileged", &yaml, "refused", Some(SEED_REASON)));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    node.save_fixture(
+        "static-privileged",
+        &id,
+        meta("static-privileged", &yaml, "refused", Some(SEED_REASON)),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 /// An ephemeral container that adds privileges to a running compliant pod. A privileged
@@ -175,7 +215,10 @@ async fn ephemeral_container_adding_privileges_is_refused() {
     assert!(!c.started, "{c:#?}");
     let err = c.error.clone().unwrap_or_default();
     assert!(err.contains("pss-guard: "), "{err}");
-    assert!(err.contains(r#"container "debugger""#) && err.contains("SYS_ADMIN"), "{err}");
+    assert!(
+        err.contains(r#"container "debugger""#) && err.contains("SYS_ADMIN"),
+        "{err}"
+    );
     let id = c.container_id.clone().expect("created");
     node.save_fixture(
         "ephemeral-sys-admin",
@@ -189,7 +232,10 @@ async fn ephemeral_container_adding_privileges_is_refused() {
     let c = k.run_ephemeral(&m, &sandbox, &ec).await.expect("ephemeral");
     assert!(!c.created && !c.started, "{c:#?}");
     let err = c.error.clone().unwrap_or_default();
-    assert!(err.contains("no privileged container allowed in sandbox"), "{err}");
+    assert!(
+        err.contains("no privileged container allowed in sandbox"),
+        "{err}"
+    );
 
     // The pod itself keeps running.
     let app_id = app(&r).container_id.clone().expect("app id");
@@ -223,8 +269,19 @@ spec:
     let r = run(&mut k, yaml, Source::ApiServer).await;
     assert_refused(&r, SEED_REASON);
     let id = app(&r).container_id.clone().expect("created");
-    node.save_fixture("forged-namespace-annotation", &id, meta("forged-namespace-annotation", yaml, "refused", Some(SEED_REASON)));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    node.save_fixture(
+        "forged-namespace-annotation",
+        &id,
+        meta(
+            "forged-namespace-annotation",
+            yaml,
+            "refused",
+            Some(SEED_REASON),
+        ),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 /// Pod sysctls live only in the sandbox spec. kernel.msgmax is namespaced (runc accepts it)
@@ -245,8 +302,14 @@ async fn unsafe_pod_sysctl_is_refused_from_the_sandbox_spec() {
     assert!(r.sandbox_error.is_none(), "{r:#?}");
     assert_refused(&r, "forbidden sysctls (kernel.msgmax)");
     let id = app(&r).container_id.clone().expect("created");
-    node.save_fixture("sysctl-unsafe", &id, meta("sysctl-unsafe", &yaml, "refused", Some("forbidden sysctls")));
-    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+    node.save_fixture(
+        "sysctl-unsafe",
+        &id,
+        meta("sysctl-unsafe", &yaml, "refused", Some("forbidden sysctls")),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
 }
 
 /// hostNetwork is invisible in the app container's spec (RUNTIME-FACTS §2, §7); the hook
@@ -255,13 +318,19 @@ async fn unsafe_pod_sysctl_is_refused_from_the_sandbox_spec() {
 async fn host_namespaces_are_refused() {
     let node = TestNode::up();
     let mut k = node.kubelet(node.options()).await;
-    for (field, case) in [("hostNetwork", "host-network"), ("hostPID", "host-pid"), ("hostIPC", "host-ipc")] {
+    for (field, case) in [
+        ("hostNetwork", "host-network"),
+        ("hostPID", "host-pid"),
+        ("hostIPC", "host-ipc"),
+    ] {
         let yaml = pod(case, "default", &format!("  {field}: true\n"), "{}");
         let r = run(&mut k, &yaml, Source::ApiServer).await;
         let want = format!("host namespaces ({field}=true)");
         assert_refused(&r, &want);
         let id = app(&r).container_id.clone().expect("created");
         node.save_fixture(case, &id, meta(case, &yaml, "refused", Some(&want)));
-        k.stop_pod(r.sandbox_id.as_deref().expect("sandbox")).await.expect("stop");
+        k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+            .await
+            .expect("stop");
     }
 }

@@ -13,7 +13,10 @@ use kubelet_sim::{Kubelet, Options};
 use serde_json::{Value, json};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// `PSS_GUARD_BIN`, else `<workspace>/target/debug/pss-guard`; panics when missing.
@@ -36,12 +39,18 @@ fn require_tools() {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        assert!(found, "{tool} is not installed: these tests need Debian's containerd and runc (see tests/kubelet-sim/README.md)");
+        assert!(
+            found,
+            "{tool} is not installed: these tests need Debian's containerd and runc (see tests/kubelet-sim/README.md)"
+        );
     }
 }
 
 fn tool_version(cmd: &str) -> String {
-    let out = Command::new(cmd).arg("--version").output().expect("run --version");
+    let out = Command::new(cmd)
+        .arg("--version")
+        .output()
+        .expect("run --version");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     // "containerd github.com/containerd/containerd 1.6.20~ds1 ..." / "runc version 1.1.5+ds1"
     text.lines()
@@ -75,7 +84,10 @@ impl TestNode {
             .env("PSS_GUARD_BIN", &bin)
             .output()
             .expect("run node-up.sh");
-        let mut node = TestNode { dir: dir.clone(), env: BTreeMap::new() };
+        let mut node = TestNode {
+            dir: dir.clone(),
+            env: BTreeMap::new(),
+        };
         assert!(
             out.status.success(),
             "node-up.sh failed:\n{}{}",
@@ -92,7 +104,11 @@ impl TestNode {
     }
 
     pub fn var(&self, key: &str) -> PathBuf {
-        PathBuf::from(self.env.get(key).unwrap_or_else(|| panic!("{key} missing from node env")))
+        PathBuf::from(
+            self.env
+                .get(key)
+                .unwrap_or_else(|| panic!("{key} missing from node env")),
+        )
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -111,7 +127,9 @@ impl TestNode {
     }
 
     pub async fn kubelet(&self, opts: Options) -> Kubelet {
-        Kubelet::connect(&self.socket(), opts).await.expect("connect to test containerd")
+        Kubelet::connect(&self.socket(), opts)
+            .await
+            .expect("connect to test containerd")
     }
 
     /// Rewrite the policy's `enforce = "..."` line (the hook reads the file on each run).
@@ -136,7 +154,9 @@ impl TestNode {
         fs::read_to_string(self.var("PSS_GUARD_DECISION_LOG"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("decision log line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("decision log line {l:?}: {e}"))
+            })
             .collect()
     }
 
@@ -145,7 +165,9 @@ impl TestNode {
         let dir = self.var("CAPTURE_DIR").join(container_id);
         let config = dir.join("config.json");
         let sandbox = dir.join("sandbox.json");
-        config.is_file().then(|| (config, sandbox.is_file().then_some(sandbox)))
+        config
+            .is_file()
+            .then(|| (config, sandbox.is_file().then_some(sandbox)))
     }
 
     pub fn containerd_log(&self) -> String {
@@ -192,7 +214,8 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         let mut cmd = Command::new("bash");
-        cmd.arg(workspace_root().join("tests/containerd/node-down.sh")).arg(&self.dir);
+        cmd.arg(workspace_root().join("tests/containerd/node-down.sh"))
+            .arg(&self.dir);
         if std::env::var("KEEP_TEST_NODE").as_deref() == Ok("1") {
             cmd.arg("--keep");
         }
