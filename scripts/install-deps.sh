@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   runc crun containerd podman containernetworking-plugins busybox-static
   util-linux iproute2 shellcheck protobuf-compiler python3 jq
+  buildah python3-pip
 )
 
 missing=()
@@ -16,6 +17,12 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Kubernetes schemas for the offline manifest validation (tests/install_manifests.rs).
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  python3 -m pip install --quiet kubernetes-validate 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages kubernetes-validate
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
