@@ -1,0 +1,8 @@
+//! libFuzzer target: (state, config.json, sandbox spec, policy) into the evaluation.
+//! The input format and the invariants live in `harness.rs`, shared with the corpus replay test.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));

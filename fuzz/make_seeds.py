@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Writes the fuzz seeds (fuzz/seeds/evaluate/): captured runc and podman specs from
+tests/fixtures, containerd- and CRI-O-shaped specs with their sandbox specs, and policies.
+One seed = state, config.json, sandbox spec, policy joined by 0xFF (see harness.rs)."""
+import glob, json, os, hashlib
+
+here = os.path.dirname(os.path.abspath(__file__))
+out = os.path.join(here, "seeds", "evaluate")
+os.makedirs(out, exist_ok=True)
+
+def state(cid, bundle):
+    return json.dumps({"ociVersion": "1.0.2", "id": cid, "status": "creating", "pid": 4242,
+                       "bundle": bundle, "annotations": {}}).encode()
+
+POLICIES = [
+    b"",
+    b'enforce = "restricted:latest"\naudit = "restricted:v1.29"\n',
+    b'enforce = "baseline:v1.25"\nunidentified = "allow"\nseccomp_absent = "unconfined"\n'
+    b'[exempt]\nnamespaces = ["monitoring"]\nimages = ["registry.example/agent:*"]\n'
+    b'runtime_handlers = ["kata"]\n[paths]\nallowed_host_paths = ["/run/cni"]\n'
+    b'[capabilities]\nruntime_default = ["CAP_CHOWN", "CAP_NET_RAW"]\n',
+    b'[exempt]\nnamespaces = []\n',
+]
+
+CRI = "io.kubernetes.cri."
+def containerd_ann(ns, sid="sb1", kind="container"):
+    return {CRI + "container-type": kind, CRI + "container-name": "app", CRI + "sandbox-id": sid,
+            CRI + "sandbox-name": "web", CRI + "sandbox-namespace": ns, CRI + "sandbox-uid": "uid-1",
+            CRI + "image-name": "registry.example/app:1"}
+
+def crio_ann(ns, pod_ann):
+    labels = {"io.kubernetes.pod.namespace": ns, "io.kubernetes.pod.name": "web",
+              "io.kubernetes.pod.uid": "uid-1", "io.kubernetes.container.name": "app"}
+    a = {"io.kubernetes.cri-o.Labels": json.dumps(labels), "io.kubernetes.cri-o.SandboxID": "sb1",
+         "io.kubernetes.cri-o.ContainerType": "container",
+         "io.kubernetes.cri-o.Annotations": json.dumps(pod_ann),
+         "io.kubernetes.cri-o.ImageName": "registry.example/app:1"}
+    a.update(pod_ann)
+    return a
+
+def sandbox(host_net=False, sysctl=None):
+    ns = [{"type": t} for t in ("pid", "ipc", "uts", "mount") ] + ([] if host_net else [{"type": "network"}])
+    s = {"process": {"user": {"uid": 65535}, "args": ["/pause"]}, "linux": {"namespaces": ns,
+         "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}},
+         "annotations": {CRI + "container-type": "sandbox"}}
+    if sysctl:
+        s["linux"]["sysctl"] = sysctl
+    return json.dumps(s).encode()
+
+seeds = []
+specs = []
+for f in sorted(glob.glob(os.path.join(here, "..", "tests", "fixtures", "*", "*", "config.json"))):
+    with open(f, "rb") as fh:
+        specs.append(json.load(fh))
+for i, spec in enumerate(specs):
+    raw = json.dumps(spec).encode()
+    for j, pol in enumerate(POLICIES[: 1 + i % len(POLICIES)]):
+        seeds.append([state(f"fx{i}", f"/run/bundles/fx{i}"), raw, sandbox(j % 2 == 1), pol])
+    for ns in ("default", "kube-system"):
+        s = json.loads(raw)
+        s["annotations"] = containerd_ann(ns)
+        s.setdefault("linux", {})["namespaces"] = [{"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": "/proc/4242/ns/net"}, {"type": "ipc", "path": "/proc/4242/ns/ipc"}]
+        seeds.append([state("c1", "/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1"),
+                      json.dumps(s).encode(), sandbox(ns == "default", {"kernel.msgmax": "1"}), POLICIES[0]])
+        s["annotations"] = crio_ann(ns, {"team": "a", CRI + "sandbox-namespace": "kube-system"})
+        seeds.append([state("c2", "/run/containers/storage/overlay-containers/c2/userdata"),
+                      json.dumps(s).encode(), sandbox(), POLICIES[1]])
+# A few of the bad-input rows.
+seeds.append([b"", b"", b"", b""])
+seeds.append([state("deep", "/b"), b'{"x":' + b"[" * 200 + b"]" * 200 + b"}", b"{}", b"enforce ="])
+seeds.append([state("cap", "/b"), b'{"process":{"user":{"uid":0},"capabilities":{"bounding":["cap_sys_admin"]}}}', b"{}", b""])
+seeds.append([b'{"ociVersion":"1.0.2","id":"x","status":"creating","bundle":"/a/../b"}', b"{}", b"", b"unknown = 1"])
+
+for parts in seeds:
+    data = b"\xff".join(parts)
+    name = hashlib.sha1(data).hexdigest()
+    with open(os.path.join(out, name), "wb") as fh:
+        fh.write(data)
+print(len(seeds), "seeds (", len(os.listdir(out)), "distinct files ) in", out)
