@@ -446,6 +446,23 @@ fn existing_policy_is_kept_unless_replacement_is_asked() {
 }
 
 #[test]
+fn a_binary_that_is_not_pss_guard_is_never_installed() {
+    let root = host(Some("v2-eks-al2-bootstrap.toml"));
+    let before = snapshot(root.path());
+    for bogus in ["/bin/true", "/etc/hostname"] {
+        let out = run(&[
+            "install",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--binary",
+            bogus,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bogus}");
+        assert_eq!(snapshot(root.path()), before, "{bogus}");
+    }
+}
+
+#[test]
 fn custom_policy_path_reaches_the_hook_arguments() {
     let root = host(Some("v2-eks-al2-bootstrap.toml"));
     install(

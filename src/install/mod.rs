@@ -47,6 +47,10 @@ pub enum InstallError {
     Remove(PathBuf, #[source] std::io::Error),
     #[error("the binary to install, {0:?}, cannot be found")]
     BinarySource(PathBuf, #[source] std::io::Error),
+    #[error(
+        "{0:?} does not run as pss-guard here (`version` said {1:?}); nothing installed: every container would be refused"
+    )]
+    NotPssGuard(PathBuf, String),
     #[error("policy {0:?} is not a valid pss-guard policy; nothing installed")]
     Policy(PathBuf, #[source] crate::config::ConfigError),
     #[error("containerd config {0:?}")]
@@ -265,6 +269,7 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
             .map_err(|e| InstallError::BinarySource("/proc/self/exe".into(), e))?,
     };
     let binary = std::fs::read(&src).map_err(|e| InstallError::BinarySource(src.clone(), e))?;
+    check_binary(&src)?;
     let policy = match &opts.policy_source {
         Some(p) => {
             let text = std::fs::read(p).map_err(|e| InstallError::Read(p.clone(), e))?;
@@ -366,6 +371,21 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
         restart_step(opts, &mut out)?;
     }
     Ok(out)
+}
+
+/// Runs the binary about to be installed: a file that does not execute here (wrong
+/// architecture, truncated, not pss-guard) would make the runtime refuse every container.
+fn check_binary(src: &Path) -> Result<(), InstallError> {
+    let out = std::process::Command::new(src)
+        .arg("version")
+        .env_clear()
+        .output()
+        .map_err(|e| InstallError::BinarySource(src.to_owned(), e))?;
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !said.starts_with("pss-guard ") {
+        return Err(InstallError::NotPssGuard(src.to_owned(), said));
+    }
+    Ok(())
 }
 
 fn restart_step(opts: &Options, out: &mut Outcome) -> Result<bool, InstallError> {
