@@ -5,8 +5,8 @@
 //!
 //! Where bundles are: containerd keeps one per task under
 //! `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json`; CRI-O and Podman under
-//! `<runroot>/overlay-containers/<id>/userdata/config.json`. Pod sandboxes (pause containers)
-//! never run the hook and are left out.
+//! `<runroot>/overlay-containers/<id>/userdata/config.json` (Podman: in the graph root). Pod
+//! sandboxes (pause containers) never run the hook and are left out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,8 +60,24 @@ fn name_of(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Every bundle below the runtimes' state directories (host paths, read below `root`).
-pub fn find(root: &Path, containerd_state: &Path, crio_runroot: &Path) -> Vec<Found> {
+/// Whether the container whose runtime directory is `userdata` still runs: its `pidfile` names
+/// a live process. Without a pidfile it cannot be told, and the container is kept.
+fn running(root: &Path, userdata: &Path) -> bool {
+    let Ok(pid) = std::fs::read_to_string(userdata.join("pidfile")) else {
+        return true;
+    };
+    match pid.trim().parse::<u32>() {
+        Ok(pid) if pid > 0 => under(root, Path::new(&format!("/proc/{pid}"))).exists(),
+        _ => false,
+    }
+}
+
+/// Every running container's bundle (host paths, read below `root`):
+/// - containerd: `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json`;
+/// - CRI-O: `<runroot>/<driver>-containers/<id>/userdata/config.json`;
+/// - Podman: the same directory in the runroot holds the pidfile, while `config.json` sits in
+///   `<graphroot>/<driver>-containers/<id>/userdata/`.
+pub fn find(root: &Path, containerd_state: &Path, runroot: &Path, graphroot: &Path) -> Vec<Found> {
     let mut out = Vec::new();
     for task_dir in CONTAINERD_TASK_DIRS {
         for ns in subdirs(&under(root, &containerd_state.join(task_dir))) {
@@ -76,13 +92,29 @@ pub fn find(root: &Path, containerd_state: &Path, crio_runroot: &Path) -> Vec<Fo
             }
         }
     }
-    for c in subdirs(&under(root, &crio_runroot.join("overlay-containers"))) {
-        let b = c.join("userdata");
-        if b.join("config.json").is_file() {
+    for driver_dir in subdirs(&under(root, runroot)) {
+        let driver = name_of(&driver_dir);
+        if !driver.ends_with("-containers") {
+            continue;
+        }
+        for c in subdirs(&driver_dir) {
+            let userdata = c.join("userdata");
+            if !running(root, &userdata) {
+                continue;
+            }
+            let id = name_of(&c);
+            let podman = under(root, &graphroot.join(&driver).join(&id).join("userdata"));
+            let bundle = if userdata.join("config.json").is_file() {
+                userdata
+            } else if podman.join("config.json").is_file() {
+                podman
+            } else {
+                continue;
+            };
             out.push(Found {
                 runtime: Runtime::None,
-                id: name_of(&c),
-                bundle: b,
+                id,
+                bundle,
             });
         }
     }

@@ -295,6 +295,7 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         &root,
         &policy.paths.containerd_state,
         &policy.paths.crio_runroot,
+        &policy.paths.crio_root,
     );
     let entries = pss_guard::audit::audit(&policy, found, enforce);
     if json {
