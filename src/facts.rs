@@ -134,6 +134,8 @@ pub enum AppArmor {
 pub struct Facts {
     pub caps: Capabilities,
     /// The full set a privileged container gets on this host (the runtime's bounding set).
+    /// Read only when `proc_unmasked` and `sys_writable` both hold, empty otherwise: it
+    /// decides nothing else.
     pub host_caps: CapSet,
     /// `linux.maskedPaths` and `linux.readonlyPaths` are both empty: `/proc` is unmasked.
     pub proc_unmasked: bool,

@@ -345,7 +345,13 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
 
     Ok(Facts {
         caps,
-        host_caps: host_caps(),
+        // Reading the bounding set costs a prctl per capability; only a container that already
+        // shows the other privileged signs needs it (`is_privileged` reads it only then).
+        host_caps: if proc_unmasked && sys_writable {
+            host_caps()
+        } else {
+            CapSet::EMPTY
+        },
         proc_unmasked,
         sys_writable,
         all_devices,
