@@ -293,7 +293,10 @@ impl Kubelet {
             let mut cr = self
                 .start_container(&ctx, c, ContainerKind::Init, None)
                 .await?;
-            if cr.started {
+            // A restartable (sidecar) init container keeps running next to the app
+            // containers: kubelet only waits for it to start.
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            if cr.started && !sidecar {
                 self.finish_init_container(&mut cr).await?;
             }
             let ok = cr.started && cr.reason.is_none();
