@@ -450,6 +450,15 @@ fn plan_containerd_install(opts: &Options) -> Result<ContainerdPlan, InstallErro
         }
     };
     let old_state = load_state(opts)?;
+    let imports: Vec<String> = doc
+        .get("imports")
+        .and_then(toml_edit::Item::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut plan = ContainerdPlan {
         config: String::new(),
         details: vec![format!("config version {}", version.number())],
@@ -513,6 +522,12 @@ fn plan_containerd_install(opts: &Options) -> Result<ContainerdPlan, InstallErro
             ));
         }
         plan.state.handlers.insert(h.name.clone(), entry);
+    }
+    if !imports.is_empty() {
+        // Handlers declared in imported files are not seen here, and would bypass the hook.
+        plan.details.push(format!(
+            "warning: this config imports {imports:?}; runtime handlers declared there are not changed"
+        ));
     }
     plan.config = doc.to_string();
     Ok(plan)
