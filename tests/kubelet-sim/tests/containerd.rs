@@ -334,3 +334,139 @@ async fn host_namespaces_are_refused() {
             .expect("stop");
     }
 }
+
+/// Volumes kubelet manages are bind mounts from under the kubelet root; they must not be
+/// taken for hostPath volumes (RUNTIME-FACTS §3 "Mounts"), subPath binds included.
+#[tokio::test(flavor = "current_thread")]
+async fn kubelet_managed_volumes_are_allowed() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = "apiVersion: v1
+kind: Pod
+metadata: {name: managed-volumes, namespace: default}
+spec:
+  containers:
+  - name: app
+    image: localhost/pss-guard/app:latest
+    volumeMounts:
+    - {name: scratch, mountPath: /scratch}
+    - {name: scratch, mountPath: /sub, subPath: a/b}
+    - {name: cm, mountPath: /cm, readOnly: true}
+    - {name: sec, mountPath: /sec, readOnly: true}
+    - {name: down, mountPath: /down}
+    - {name: csi, mountPath: /csi}
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: cm, configMap: {name: cfg}}
+  - {name: sec, secret: {secretName: s}}
+  - name: down
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - {name: csi, csi: {driver: inline.example.com}}
+";
+    let r = run(&mut k, yaml, Source::ApiServer).await;
+    assert!(r.all_started(1), "{r:#?}");
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture(
+        "managed-volumes",
+        &id,
+        meta("managed-volumes", yaml, "allowed", None),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
+}
+
+/// A mounted hostPath is a bind mount from outside the pod's managed roots.
+#[tokio::test(flavor = "current_thread")]
+async fn mounted_host_path_is_refused() {
+    let node = TestNode::up();
+    let mut k = node.kubelet(node.options()).await;
+    let yaml = "apiVersion: v1
+kind: Pod
+metadata: {name: host-path, namespace: default}
+spec:
+  containers:
+  - name: app
+    image: localhost/pss-guard/app:latest
+    volumeMounts: [{name: logs, mountPath: /host-logs, readOnly: true}]
+  volumes:
+  - {name: logs, hostPath: {path: /var/log, type: Directory}}
+";
+    let r = run(&mut k, yaml, Source::ApiServer).await;
+    assert_refused(&r, "hostPath volumes");
+    let id = app(&r).container_id.clone().expect("created");
+    node.save_fixture(
+        "host-path-mounted",
+        &id,
+        meta(
+            "host-path-mounted",
+            yaml,
+            "refused",
+            Some("hostPath volumes"),
+        ),
+    );
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
+}
+
+/// Restricted: a mounted in-tree volume type outside the allowed list (here NFS, set up by
+/// kubelet under kubernetes.io~nfs) is refused when the policy sets
+/// `legacy_volume_plugins = "refuse"` (by default such a plugin dir may be a PVC, which PSA
+/// allows, so the hook lets it through); the restricted base pod passes.
+#[tokio::test(flavor = "current_thread")]
+async fn restricted_volume_type_is_refused_and_restricted_pod_starts() {
+    let node = TestNode::up();
+    node.set_enforce("restricted:latest");
+    let mut k = node.kubelet(node.options()).await;
+    let restricted = |name: &str, volumes: &str, mounts: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  securityContext:
+    runAsNonRoot: true
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+  - name: app
+    image: localhost/pss-guard/app-nonroot:latest
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {{drop: [ALL]}}
+{mounts}{volumes}"
+        )
+    };
+    let ok = restricted("restricted-ok", "", "");
+    let r = run(&mut k, &ok, Source::ApiServer).await;
+    assert!(r.all_started(1), "{r:#?}");
+    let id = app(&r).container_id.clone().expect("created");
+    let mut m = meta("restricted-ok", &ok, "allowed", None);
+    m["policy"] = json!("restricted:latest");
+    node.save_fixture("restricted-ok", &id, m);
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
+
+    node.set_policy_key("legacy_volume_plugins", "\"refuse\"");
+    let nfs = restricted(
+        "restricted-nfs",
+        "  volumes:\n  - {name: share, nfs: {server: 192.0.2.20, path: /export}}\n",
+        "    volumeMounts: [{name: share, mountPath: /share}]\n",
+    );
+    let r = run(&mut k, &nfs, Source::ApiServer).await;
+    assert_refused(&r, "restricted volume types");
+    let id = app(&r).container_id.clone().expect("created");
+    let mut m = meta(
+        "restricted-nfs",
+        &nfs,
+        "refused",
+        Some("restricted volume types"),
+    );
+    m["policy"] = json!("restricted:latest");
+    m["policy_extra"] = json!({"legacy_volume_plugins": "refuse"});
+    node.save_fixture("restricted-nfs", &id, m);
+    k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+        .await
+        .expect("stop");
+}

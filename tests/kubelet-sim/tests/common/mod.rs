@@ -149,6 +149,23 @@ impl TestNode {
         fs::write(&path, new.join("\n") + "\n").expect("write policy");
     }
 
+    /// Add a top-level `key = value` line to the policy (after `enforce`, before any table).
+    pub fn set_policy_key(&self, key: &str, toml_value: &str) {
+        let path = self.var("PSS_GUARD_POLICY");
+        let text = fs::read_to_string(&path).expect("policy");
+        let mut out: Vec<String> = Vec::new();
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} = ")))
+        {
+            out.push(l.to_string());
+            if l.starts_with("enforce = ") {
+                out.push(format!("{key} = {toml_value}"));
+            }
+        }
+        fs::write(&path, out.join("\n") + "\n").expect("write policy");
+    }
+
     /// Decision-log records (one JSON object per line).
     pub fn decisions(&self) -> Vec<Value> {
         fs::read_to_string(self.var("PSS_GUARD_DECISION_LOG"))
