@@ -324,10 +324,13 @@ fn binary_goes_first_and_restart_only_when_asked() {
     assert!(out.contains("skipped: not asked (--restart)"), "{out}");
     let b = root.path().join("usr/local/bin/pss-guard");
     assert_eq!(fs::read(&b).unwrap(), fs::read(BIN).unwrap());
-    assert_eq!(
-        fs::metadata(&b).unwrap().permissions().mode() & 0o777,
-        0o755
-    );
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&b), 0o755);
+    // A binary that lost its execute bits is put right by the next install.
+    fs::set_permissions(&b, fs::Permissions::from_mode(0o644)).unwrap();
+    let again = install(root.path(), &["--binary", BIN]);
+    assert!(again.contains("pss-guard: replaced"), "{again}");
+    assert_eq!(mode(&b), 0o755);
 
     // The base spec cannot be written (a directory is in its place): the binary is in place
     // (it went first), the config still names no hook, and the command fails.

@@ -45,7 +45,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), InstallEr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.pss-guard-{}.tmp", std::process::id()));
+    // Unique per writer: two installers (host and DaemonSet) may run at once.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{name}.pss-guard-{}-{nanos}.tmp",
+        std::process::id()
+    ));
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)

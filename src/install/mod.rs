@@ -218,14 +218,21 @@ fn write_if_changed(
 ) -> Result<bool, InstallError> {
     let path = opts.host(host_path);
     let current = files::read_optional(&path)?;
+    // Config files keep the mode the operator gave them; the binary must be executable.
+    let binary = what == "binary";
+    let mode = if binary {
+        mode
+    } else {
+        files::mode_of(&path, mode)
+    };
     let action = match &current {
-        Some(c) if c == data => Action::Unchanged,
+        Some(c) if c == data && (!binary || files::mode_of(&path, 0) == mode) => Action::Unchanged,
         Some(_) => Action::Replace,
         None => Action::Create,
     };
     let changed = action != Action::Unchanged;
     if changed && !opts.dry_run {
-        files::write_atomic(&path, data, files::mode_of(&path, mode))?;
+        files::write_atomic(&path, data, mode)?;
     }
     let details = if changed { details } else { Vec::new() };
     out.push(what, host_path, action, details);
