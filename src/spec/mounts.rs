@@ -166,28 +166,35 @@ pub fn is_bind(m: &Mount) -> bool {
 /// Resolves symlinks and `..` as the host sees them; a path that does not exist (a saved spec)
 /// is normalised lexically instead.
 pub fn resolve(p: &Path) -> PathBuf {
-    kernel_path(p)
-        .or_else(|| fs::canonicalize(p).ok())
-        .unwrap_or_else(|| lexical(p))
+    match kernel_path(p) {
+        Ok(Some(path)) => path,
+        // Nothing there, which canonicalize would only find again, component by component
+        // (CRI-O's roots on a containerd node, say).
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => lexical(p),
+        _ => fs::canonicalize(p).unwrap_or_else(|_| lexical(p)),
+    }
 }
 
 /// The kernel's name for the file `p` leads to: one path walk (`open` with `O_PATH`, which opens
 /// nothing and never blocks) and one `readlink` of its `/proc/self/fd` entry. `realpath(3)`
 /// walks the path again for every component, which made resolving a pod's mounts the costliest
-/// part of an evaluation. `None` when the answer is not a plain path (a deleted or unreachable
-/// file, no `/proc`), and `canonicalize` decides.
-fn kernel_path(p: &Path) -> Option<PathBuf> {
+/// part of an evaluation. `Ok(None)` when the answer is not a plain path (a deleted or
+/// unreachable file, no `/proc`), and `canonicalize` decides; `Err` when the path cannot be
+/// opened.
+fn kernel_path(p: &Path) -> Result<Option<PathBuf>, nix::errno::Errno> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     let fd = nix::fcntl::open(
         p,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
-    )
-    .ok()?;
-    let link = nix::fcntl::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str()).ok()?;
+    )?;
+    let Ok(link) = nix::fcntl::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str())
+    else {
+        return Ok(None);
+    };
     let b = link.as_bytes();
-    (b.first() == Some(&b'/') && !b.ends_with(b" (deleted)")).then(|| PathBuf::from(link))
+    Ok((b.first() == Some(&b'/') && !b.ends_with(b" (deleted)")).then(|| PathBuf::from(link)))
 }
 
 fn lexical(p: &Path) -> PathBuf {
