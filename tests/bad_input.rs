@@ -114,10 +114,10 @@ fn policy_case(node: &Node, content: Option<&[u8]>) -> Case {
     if let Some(c) = content {
         std::fs::write(&policy, c).expect("write policy");
     }
-    policy_case_at(node, &policy, &b)
+    policy_case_at(&policy, &b)
 }
 
-fn policy_case_at(_node: &Node, policy: &Path, bundle: &Path) -> Case {
+fn policy_case_at(policy: &Path, bundle: &Path) -> Case {
     let varlog = tempfile::tempdir().expect("tempdir");
     let hook = hook_command(policy, &["--runtime", "none"]);
     let setup = format!("mount --bind '{}' /var/log", varlog.path().display());
@@ -623,7 +623,7 @@ fn rows() -> Vec<Row> {
                 let mut spec = base();
                 make_privileged(&mut spec);
                 let b = n.bundle("priv", &spec);
-                policy_case_at(n, &p, &b)
+                policy_case_at(&p, &b)
             },
         },
     ]
