@@ -263,7 +263,10 @@ pub fn finish(policy: &Policy, d: &Decision) -> u8 {
         });
     }
     if let Some(s) = stderr {
-        eprintln!("{s}");
+        // Not eprintln!, which panics (exit 101) when the runtime has closed our stderr: the
+        // exit code must stay the decision's, and an allowed container must still start.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "{s}");
     }
     d.kind.exit_code()
 }
