@@ -342,3 +342,38 @@ fn system_namespaces_start_under_a_broken_policy_file_too() {
             .contains("not valid TOML")
     );
 }
+
+#[test]
+fn closed_stderr_changes_no_decision() {
+    // A runtime that stops reading the hook's stderr: writing the line fails with EPIPE, and the
+    // exit code must still be the decision's (not a panic's 101).
+    let node = Node::new("");
+    let ok = node.bundle("ok", &base_spec(&["/bin/true"]));
+    let bad = node.bundle("bad", &privileged());
+    // A planted symlink makes even the allowed decision write a line (the log error).
+    std::fs::create_dir_all(node.log_path().parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", node.log_path()).unwrap();
+    for (bundle, id, want) in [(&ok, "ok", 0), (&bad, "bad", 1)] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        let mut cmd = node.hook_command(&["--runtime", "none"]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(w));
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(&state(id, bundle)).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < LIMIT, "{id}: hook hangs");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.code(), Some(want), "{id}");
+    }
+}
