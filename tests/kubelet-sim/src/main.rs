@@ -81,6 +81,9 @@ fn required<T: Clone>(v: &Option<T>, flag: &str) -> Result<T, CliError> {
 }
 
 async fn run(a: Args) -> Result<bool, CliError> {
+    if !matches!(a.command.as_str(), "run-pod" | "ephemeral" | "stop-pod") {
+        return Err(CliError::Usage(format!("unknown command {:?}", a.command)));
+    }
     let socket = required(&a.socket, "--socket")?;
     let mut opts = Options::new(required(&a.kubelet_root, "--kubelet-root")?);
     opts.runtime_handler = a.runtime_handler.clone();
