@@ -133,6 +133,10 @@ pub enum AppArmor {
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub caps: Capabilities,
+    /// Capabilities the pod asked for with a `CAP_` prefix (`add: ["CAP_CHOWN"]`), which
+    /// containerd writes as `CAP_CAP_CHOWN` and runc ignores: nothing granted, but admission
+    /// refuses the request. As the pod wrote them, sorted, unique.
+    pub prefixed_caps: Vec<String>,
     /// The full set a privileged container gets on this host (the runtime's bounding set).
     /// Read only when `proc_unmasked` and `sys_writable` both hold, empty otherwise: it
     /// decides nothing else.
@@ -174,6 +178,7 @@ impl Facts {
             host_caps.insert(cap);
         }
         Facts {
+            prefixed_caps: Vec::new(),
             caps: Capabilities {
                 bounding: caps,
                 effective: caps,

@@ -486,10 +486,10 @@ fn rows() -> Vec<Row> {
             make: |n| spec_bundle(n, "b", &with_cap("inheritable", "CAP_NOPE")),
         },
         Row {
-            input: "capability name doubled prefix (`CAP_CAP_CHOWN` in ambient)",
+            input: "capability name doubled prefix of an unknown name (`CAP_CAP_NOPE` in ambient)",
             kind: Kind::Hook,
-            message: "unknown capability name \"CAP_CAP_CHOWN\" in process.capabilities.ambient",
-            make: |n| spec_bundle(n, "b", &with_cap("ambient", "CAP_CAP_CHOWN")),
+            message: "unknown capability name \"CAP_CAP_NOPE\" in process.capabilities.ambient",
+            make: |n| spec_bundle(n, "b", &with_cap("ambient", "CAP_CAP_NOPE")),
         },
         // Namespaces and the pod sandbox.
         Row {

@@ -87,7 +87,7 @@ fn unknown_capability_names_fail_closed() {
     for (i, name) in [
         "cap_sys_admin",
         "SYS_ADMIN",
-        "CAP_CAP_CHOWN",
+        "CAP_CAP_NOPE",
         "21",
         "CAP_NOPE",
     ]
@@ -103,6 +103,26 @@ fn unknown_capability_names_fail_closed() {
         let line = assert_contract(&node.run_hook(&state("c", &b), &["--runtime", "none"]), 2);
         assert!(line.contains("unknown capability name"), "{name}: {line}");
     }
+}
+
+/// `capabilities.add: ["CAP_CHOWN"]` reaches the spec as `CAP_CAP_CHOWN` (containerd prefixes
+/// every name); runc ignores it, admission refuses it, and so does pss-guard, by name.
+#[test]
+fn doubly_prefixed_capability_is_refused_as_the_pod_wrote_it() {
+    let node = Node::new("");
+    let mut spec = base_spec(&["/bin/true"]);
+    for set in ["bounding", "effective", "permitted"] {
+        spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_CAP_CHOWN"));
+    }
+    let b = node.bundle("prefixed", &spec);
+    let line = assert_contract(&node.run_hook(&state("c", &b), &["--runtime", "none"]), 1);
+    assert!(
+        line.ends_with("non-default capabilities (container \"c\" must not include \"CAP_CHOWN\" in securityContext.capabilities.add)"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -237,9 +237,28 @@ pub struct Input<'a> {
     pub live: bool,
 }
 
-fn capset(names: &Option<Vec<String>>, set: &'static str) -> Result<CapSet, Error> {
-    CapSet::from_names(names.iter().flatten().map(String::as_str))
-        .map_err(|n| Error::UnknownCapability(n, set))
+/// Parses one capability set. A name that is a real capability with one `CAP_` too many
+/// (`CAP_CAP_CHOWN`) is what containerd writes for `capabilities.add: ["CAP_CHOWN"]`: runc
+/// ignores it, admission refuses it, so it goes to `requested` (as the pod wrote it) instead of
+/// failing the evaluation. Any other unknown name is an error.
+fn capset(
+    names: &Option<Vec<String>>,
+    set: &'static str,
+    requested: &mut Vec<String>,
+) -> Result<CapSet, Error> {
+    let mut out = CapSet::EMPTY;
+    for name in names.iter().flatten() {
+        match CapSet::from_names([name.as_str()]) {
+            Ok(one) => out = out.union(one),
+            Err(_) => match name.strip_prefix("CAP_") {
+                Some(inner) if CapSet::from_names([inner]).is_ok() => {
+                    requested.push(inner.to_owned())
+                }
+                _ => return Err(Error::UnknownCapability(name.clone(), set)),
+            },
+        }
+    }
+    Ok(out)
 }
 
 /// The capabilities this host grants a privileged container: the runtime's bounding set, which
@@ -269,13 +288,17 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
         .ok_or_else(|| Error::NoProcess(path()))?;
     let empty = raw::RawCapabilities::default();
     let c = process.capabilities.as_ref().unwrap_or(&empty);
+    let mut prefixed_caps = Vec::new();
+    let r = &mut prefixed_caps;
     let caps = Capabilities {
-        bounding: capset(&c.bounding, "process.capabilities.bounding")?,
-        effective: capset(&c.effective, "process.capabilities.effective")?,
-        permitted: capset(&c.permitted, "process.capabilities.permitted")?,
-        inheritable: capset(&c.inheritable, "process.capabilities.inheritable")?,
-        ambient: capset(&c.ambient, "process.capabilities.ambient")?,
+        bounding: capset(&c.bounding, "process.capabilities.bounding", r)?,
+        effective: capset(&c.effective, "process.capabilities.effective", r)?,
+        permitted: capset(&c.permitted, "process.capabilities.permitted", r)?,
+        inheritable: capset(&c.inheritable, "process.capabilities.inheritable", r)?,
+        ambient: capset(&c.ambient, "process.capabilities.ambient", r)?,
     };
+    prefixed_caps.sort_unstable();
+    prefixed_caps.dedup();
     let linux = spec.linux.as_ref();
     let is_empty = |v: Option<&Vec<String>>| v.is_none_or(|v| v.is_empty());
     let proc_unmasked = is_empty(linux.and_then(|l| l.masked_paths.as_ref()))
@@ -345,6 +368,7 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
 
     Ok(Facts {
         caps,
+        prefixed_caps,
         // Reading the bounding set costs a prctl per capability; only a container that already
         // shows the other privileged signs needs it (`is_privileged` reads it only then).
         host_caps: if proc_unmasked && sys_writable {

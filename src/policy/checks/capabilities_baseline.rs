@@ -51,16 +51,18 @@ fn eval(f: &Facts, ctx: &Context) -> Outcome {
         .caps
         .any()
         .minus(baseline_allowed().union(ctx.runtime_default_caps));
-    if extra.is_empty() {
+    if extra.is_empty() && f.prefixed_caps.is_empty() {
         Outcome::Pass
     } else if ctx.privileged {
         Outcome::Covered { by: "privileged" }
     } else {
+        let mut names = extra.pss_names();
+        names.extend(f.prefixed_caps.iter().cloned());
         Outcome::Fail {
             detail: format!(
                 "{} must not include {} in securityContext.capabilities.add",
                 ctx.subject,
-                join_quoted(&extra.pss_names())
+                join_quoted(&names)
             ),
         }
     }
@@ -95,6 +97,16 @@ mod tests {
         assert_eq!(
             detail(run(&CHECK, &f, 37)),
             "container \"app\" must not include \"NET_ADMIN\", \"SYS_PTRACE\" in securityContext.capabilities.add"
+        );
+    }
+
+    #[test]
+    fn prefixed_request_fails_as_the_pod_wrote_it() {
+        let mut f = Facts::compliant_example();
+        f.prefixed_caps = vec!["CAP_CHOWN".into()];
+        assert_eq!(
+            detail(run(&CHECK, &f, 37)),
+            "container \"app\" must not include \"CAP_CHOWN\" in securityContext.capabilities.add"
         );
     }
 

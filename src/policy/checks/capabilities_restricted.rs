@@ -24,7 +24,7 @@ fn eval(f: &Facts, ctx: &Context) -> Outcome {
     let mut nbs = CapSet::EMPTY;
     nbs.insert(CAP_NET_BIND_SERVICE);
     let held = f.caps.any().minus(nbs);
-    if held.is_empty() {
+    if held.is_empty() && f.prefixed_caps.is_empty() {
         return Outcome::Pass;
     }
     let mut parts = Vec::new();
@@ -36,11 +36,13 @@ fn eval(f: &Facts, ctx: &Context) -> Outcome {
             ctx.subject
         ));
     }
+    let mut added = added.pss_names();
+    added.extend(f.prefixed_caps.iter().cloned());
     if !added.is_empty() && !ctx.privileged {
         parts.push(format!(
             "{} must not include {} in securityContext.capabilities.add",
             ctx.subject,
-            join_quoted(&added.pss_names())
+            join_quoted(&added)
         ));
     }
     Outcome::Fail {
