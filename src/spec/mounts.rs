@@ -8,7 +8,7 @@
 //! prefixes compare whole path components, so `/var/lib/kubelet/pods/<uid>/../<other uid>` and
 //! `/var/lib/kubelet/pods/<uid>x` are host paths.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -88,11 +88,17 @@ impl Roots {
         }
     }
 
+    #[cfg(test)]
     fn classify(&self, src: &Path) -> MountOrigin {
+        self.classify_with(src, &[])
+    }
+
+    /// `volumes` names this container's other mounts of whole pod volumes, `(name, plugin)`.
+    fn classify_with(&self, src: &Path, volumes: &[(OsString, String)]) -> MountOrigin {
         if let Some(pod) = &self.pod_dir
             && let Ok(rest) = src.strip_prefix(pod)
         {
-            return self.classify_in_pod(pod, rest, src);
+            return self.classify_in_pod(pod, rest, src, volumes);
         }
         if self.trees.iter().any(|t| src.starts_with(t)) || self.files.iter().any(|f| src == f) {
             return MountOrigin::Managed { plugin: None };
@@ -101,14 +107,29 @@ impl Roots {
     }
 
     /// `rest` is the path below `<kubelet>/pods/<uid>`.
-    fn classify_in_pod(&self, pod: &Path, rest: &Path, src: &Path) -> MountOrigin {
+    fn classify_in_pod(
+        &self,
+        pod: &Path,
+        rest: &Path,
+        src: &Path,
+        volumes: &[(OsString, String)],
+    ) -> MountOrigin {
         let parts: Vec<&OsStr> = rest.iter().collect();
         let plugin = |p: &OsStr| MountOrigin::Managed {
             plugin: Some(p.to_string_lossy().into_owned()),
         };
         match parts.as_slice() {
             [v, p, _name, ..] if *v == "volumes" => plugin(p),
-            [s, vol, _ctr, _n, ..] if *s == "volume-subpaths" => subpath_origin(pod, vol, src),
+            // The same volume mounted whole elsewhere in this spec names its plugin; volume
+            // names are unique within a pod. This also works on a saved spec.
+            [s, vol, _ctr, _n, ..] if *s == "volume-subpaths" => {
+                match volumes.iter().find(|(name, _)| name == vol) {
+                    Some((_, p)) => MountOrigin::Managed {
+                        plugin: Some(p.clone()),
+                    },
+                    None => subpath_origin(pod, vol, src),
+                }
+            }
             [e] if *e == "etc-hosts" => MountOrigin::Managed { plugin: None },
             [c, _ctr, _file] if *c == "containers" => MountOrigin::Managed { plugin: None },
             _ => MountOrigin::Host,
@@ -213,7 +234,7 @@ fn lexical(p: &Path) -> PathBuf {
 
 /// Every bind mount of the spec, classified.
 pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path) -> Vec<BindMount> {
-    mounts
+    let resolved: Vec<(PathBuf, &Mount)> = mounts
         .iter()
         .filter(|m| is_bind(m))
         .map(|m| {
@@ -224,12 +245,32 @@ pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path) -> Vec<BindMount
             } else {
                 bundle.join(raw)
             };
-            let src = resolve(&abs);
-            BindMount {
-                origin: roots.classify(&src),
-                source: src.to_string_lossy().into_owned(),
-                destination: m.destination().to_string_lossy().into_owned(),
-            }
+            (resolve(&abs), m)
+        })
+        .collect();
+    // Whole pod volumes this container mounts: `<pod>/volumes/<plugin>/<name>`.
+    let volumes: Vec<(OsString, String)> = match &roots.pod_dir {
+        Some(pod) => resolved
+            .iter()
+            .filter_map(|(src, _)| {
+                let rest = src.strip_prefix(pod).ok()?;
+                let mut it = rest.iter();
+                match (it.next(), it.next(), it.next()) {
+                    (Some(v), Some(plugin), Some(name)) if v == "volumes" => {
+                        Some((name.to_owned(), plugin.to_string_lossy().into_owned()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    resolved
+        .into_iter()
+        .map(|(src, m)| BindMount {
+            origin: roots.classify_with(&src, &volumes),
+            source: src.to_string_lossy().into_owned(),
+            destination: m.destination().to_string_lossy().into_owned(),
         })
         .collect()
 }
@@ -369,6 +410,29 @@ mod tests {
             }
         );
         assert_eq!(r.classify(&resolve(&sp_host)), MountOrigin::Host);
+    }
+
+    #[test]
+    fn subpath_of_a_volume_mounted_whole_in_the_same_spec_is_managed_offline() {
+        let r = roots(Path::new("/nonexistent-kubelet"), vec![]);
+        let pod = "/nonexistent-kubelet/pods/uid-1";
+        let mounts: Vec<Mount> = serde_json::from_value(serde_json::json!([
+            {"destination": "/data", "type": "bind",
+             "source": format!("{pod}/volumes/kubernetes.io~empty-dir/data")},
+            {"destination": "/sub", "type": "bind",
+             "source": format!("{pod}/volume-subpaths/data/app/1")},
+            {"destination": "/other", "type": "bind",
+             "source": format!("{pod}/volume-subpaths/hostvol/app/2")}
+        ]))
+        .unwrap();
+        let got: Vec<MountOrigin> = classify(&mounts, &r, Path::new("/b"))
+            .into_iter()
+            .map(|m| m.origin)
+            .collect();
+        let empty_dir = MountOrigin::Managed {
+            plugin: Some("kubernetes.io~empty-dir".into()),
+        };
+        assert_eq!(got, vec![empty_dir.clone(), empty_dir, MountOrigin::Host]);
     }
 
     #[test]
