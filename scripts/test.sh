@@ -26,5 +26,9 @@ cargo build --workspace --all-targets
 export PSS_GUARD_BIN="$PWD/target/debug/pss-guard"
 export PSA_FIXTURES="${PSA_FIXTURES:-$PWD/../shared/psa-fixtures}"
 echo "== tests"
-# One test binary at a time keeps the runtime tests from starving each other on 2 cores.
-cargo test --workspace -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Two tests at a time keep the runtime tests from starving each other on 2 cores.
+cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+# One closing line for the whole workspace (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
