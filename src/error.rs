@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("bad hook arguments (check the hook entry the installer wrote): {0}")]
+    HookArguments(String),
     #[error("reading the container state from stdin")]
     ReadState(#[source] std::io::Error),
     #[error("the container state on stdin is larger than {0} bytes")]

@@ -235,14 +235,19 @@ pub fn decide_from_state(
 }
 
 /// The whole hook: read, decide, log, report. Returns the process exit code.
-pub fn run(policy_path: &Path, opts: &Options) -> u8 {
+/// `bad_args` is set when the hook's own arguments could not be parsed: the container is then
+/// refused as "could not evaluate", logged like any other decision.
+pub fn run(policy_path: &Path, opts: &Options, bad_args: Option<String>) -> u8 {
     // A last resort against any hang (a stuck mount source, say): SIGALRM's default action ends
     // the process, and the runtime refuses the container.
     let _ = nix::unistd::alarm::set(HARD_DEADLINE_SECS);
     // Log files are created 0640 whatever umask the runtime passed down.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let (policy, policy_error) = Policy::load_or_default(policy_path);
-    let state = read_state(std::io::stdin().lock(), STDIN_TIMEOUT);
+    let state = match bad_args {
+        Some(msg) => Err(Error::HookArguments(msg)),
+        None => read_state(std::io::stdin().lock(), STDIN_TIMEOUT),
+    };
     let mut d = decide_from_state(&policy, opts, state);
     d.policy_error = policy_error;
     finish(&policy, &d)

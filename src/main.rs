@@ -88,20 +88,33 @@ fn hook_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         live: true,
         sandbox_file: None,
     };
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("policy") => policy = p.value().map_err(|e| e.to_string())?.into(),
-            Long("runtime") => opts.runtime = parsed(&mut p)?,
-            Long("handler") => opts.handler = Some(string(&mut p)?),
-            other => {
-                // A hook that cannot understand its own arguments refuses the container,
-                // with the usual one line.
-                eprintln!("pss-guard: bad hook argument: {}", other.unexpected());
-                return Ok(2);
+    // A hook that cannot understand its own arguments refuses the container like any other
+    // failure: one stderr line and an error record in the log.
+    let mut bad_args = None;
+    loop {
+        let arg = match p.next() {
+            Ok(Some(arg)) => arg,
+            Ok(None) => break,
+            Err(e) => {
+                bad_args = Some(e.to_string());
+                break;
             }
+        };
+        let step = match arg {
+            Long("policy") => p
+                .value()
+                .map(|v| policy = v.into())
+                .map_err(|e| e.to_string()),
+            Long("runtime") => parsed(&mut p).map(|r| opts.runtime = r),
+            Long("handler") => string(&mut p).map(|h| opts.handler = Some(h)),
+            other => Err(other.unexpected().to_string()),
+        };
+        if let Err(e) = step {
+            bad_args = Some(e);
+            break;
         }
     }
-    Ok(hook::run(&policy, &opts))
+    Ok(hook::run(&policy, &opts, bad_args))
 }
 
 fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {

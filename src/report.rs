@@ -62,6 +62,7 @@ impl Decision {
                 "container {:?} in pod {}/{}",
                 k.container, k.namespace, k.pod
             ),
+            None if self.identity.container_id.is_empty() => "a container".to_owned(),
             None => format!("container {:?}", self.identity.container_id),
         }
     }

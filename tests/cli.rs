@@ -82,6 +82,19 @@ fn allowed_refused_and_error_follow_the_contract() {
 }
 
 #[test]
+fn bad_hook_arguments_refuse_and_are_logged() {
+    let node = Node::new("");
+    let b = node.bundle("ok", &base_spec(&["/bin/true"]));
+    for args in [&["--runtime", "docker"][..], &["--bogus"], &["--handler"]] {
+        let line = assert_contract(&node.run_hook(&state("ok", &b), args), 2);
+        assert!(line.contains("bad hook arguments"), "{args:?}: {line}");
+    }
+    let recs = node.records();
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert!(recs.iter().all(|r| r["decision"] == "error"), "{recs:?}");
+}
+
+#[test]
 fn unknown_capability_names_fail_closed() {
     let node = Node::new("");
     for (i, name) in [
