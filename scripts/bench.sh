@@ -71,6 +71,8 @@ cargo bench --bench targets 2>&1 | tee "$tdir/bench/targets.log" | grep -v '^TAR
 
 if ((profile)); then
   echo "== profile (the hook against a kept node)"
+  # `head` closes these pipes early; that is not a failure.
+  set +o pipefail
   keep_log=$(PSS_BENCH_KEEP=1 PSS_BENCH_ONLY=process PSS_BENCH_PAIRS=20 cargo bench --bench targets 2>&1)
   cmd=$(sed -n 's/^kept: //p' <<<"$keep_log")
   node_dir=$(sed -n 's/.*--policy \(.*\)\/policy.toml.*/\1/p' <<<"$cmd")
@@ -97,6 +99,7 @@ if ((profile)); then
   sandbox_pid=$(sed -n 's/^kept sandbox pid: //p' <<<"$keep_log")
   if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null || true; fi
   rm -rf "$node_dir"
+  set -o pipefail
 fi
 
 echo
