@@ -86,13 +86,17 @@ pub const MAX_JSON_DEPTH: usize = 128;
 
 /// Refuses JSON that is not UTF-8 or is nested deeper than [`MAX_JSON_DEPTH`]: serde_json
 /// skips ignored fields without checking either, and such a document is not one a runtime wrote.
-fn check_depth(bytes: &[u8]) -> Result<(), serde_json::Error> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(serde::de::Error::custom(format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        )));
-    }
+/// Returns the text, so that serde_json need not validate every string again (`from_str`).
+fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(serde::de::Error::custom(format!(
+                "not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            )));
+        }
+    };
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in bytes {
         if in_string {
@@ -118,13 +122,13 @@ fn check_depth(bytes: &[u8]) -> Result<(), serde_json::Error> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(text)
 }
 
 /// Parses the OCI state and checks that its bundle is a clean absolute path.
 pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
-    check_depth(bytes).map_err(Error::ParseState)?;
-    let state: State = serde_json::from_slice(bytes).map_err(Error::ParseState)?;
+    let text = check_depth(bytes).map_err(Error::ParseState)?;
+    let state: State = serde_json::from_str(text).map_err(Error::ParseState)?;
     let bundle = state.bundle();
     if bundle.as_os_str().is_empty() {
         return Err(Error::NoBundle);
@@ -151,7 +155,7 @@ pub fn is_clean_absolute(p: &Path) -> bool {
 /// Parses a spec already in memory.
 pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<RawSpec, Error> {
     check_depth(bytes)
-        .and_then(|()| serde_json::from_slice(bytes))
+        .and_then(serde_json::from_str)
         .map_err(|source| Error::ParseSpec {
             path: path.to_owned(),
             source,
