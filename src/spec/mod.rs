@@ -97,19 +97,28 @@ fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
             )));
         }
     };
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            // A string is skipped with one search per escape, not a step per byte: most of a
+            // pod's config.json is strings (the environment alone is most of it).
+            b'"' => loop {
+                let rest = bytes.get(i..).unwrap_or_default();
+                match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+                    // The escaped byte is skipped with the backslash.
+                    Some(p) if rest.get(p) == Some(&b'\\') => i += p + 2,
+                    Some(p) => {
+                        i += p + 1;
+                        break;
+                    }
+                    None => {
+                        i = bytes.len();
+                        break;
+                    }
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
@@ -429,6 +438,58 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// The byte-at-a-time scan `check_depth` replaced: the depth it reaches.
+    fn reference_depth(bytes: &[u8]) -> usize {
+        let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0, false, false);
+        for &b in bytes {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        max
+    }
+
+    #[test]
+    fn depth_scan_agrees_with_a_byte_at_a_time_scan() {
+        let n = MAX_JSON_DEPTH;
+        for body in [
+            r#""[\"[\\"{"#,
+            r#""a\\"["#,
+            r#""\\\"[""#,
+            r#""é\u00e9[""#,
+            r#""unterminated ["#,
+            r#""ends in a backslash \"#,
+            r#"[]"[" {}"#,
+            "",
+        ] {
+            for open in [n - 1, n] {
+                for close in [0, open] {
+                    let doc = format!("{}{body}{}", "[".repeat(open), "]".repeat(close));
+                    let deeper = reference_depth(doc.as_bytes()) > n;
+                    assert_eq!(check_depth(doc.as_bytes()).is_err(), deeper, "{body}");
+                }
+            }
+        }
+        // The cases above reach both verdicts.
+        assert!(check_depth(format!("{}{{", "[".repeat(n)).as_bytes()).is_err());
+        assert!(check_depth(format!("{}\"{{\"", "[".repeat(n)).as_bytes()).is_ok());
     }
 
     #[test]
