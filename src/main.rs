@@ -72,6 +72,24 @@ fn parsed<T: std::str::FromStr<Err = String>>(p: &mut lexopt::Parser) -> Result<
     string(p)?.parse()
 }
 
+/// An explicit policy file must load; the default one may be absent (a workstation), and then
+/// the built-in default applies with the reason.
+fn load_policy(
+    explicit: Option<&std::path::Path>,
+    default: &std::path::Path,
+) -> Result<(Policy, Option<String>), String> {
+    match explicit {
+        Some(path) => Policy::load(path).map(|p| (p, None)).map_err(|e| {
+            pss_guard::error::Error::Policy {
+                path: path.to_owned(),
+                source: e,
+            }
+            .chain()
+        }),
+        None => Ok(Policy::load_or_default(default)),
+    }
+}
+
 fn string(p: &mut lexopt::Parser) -> Result<String, String> {
     p.value()
         .map_err(|e| e.to_string())?
@@ -150,19 +168,10 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
     }
     let target = target.ok_or_else(|| format!("check needs a bundle or config.json\n{USAGE}"))?;
     // An explicit policy file must load; the default path may be absent (a workstation).
-    let (policy, policy_error) = match &policy_path {
-        Some(path) => (
-            Policy::load(path).map_err(|e| {
-                pss_guard::error::Error::Policy {
-                    path: path.clone(),
-                    source: e,
-                }
-                .chain()
-            })?,
-            None,
-        ),
-        None => Policy::load_or_default(std::path::Path::new(DEFAULT_POLICY_PATH)),
-    };
+    let (policy, policy_error) = load_policy(
+        policy_path.as_deref(),
+        std::path::Path::new(DEFAULT_POLICY_PATH),
+    )?;
     if level.is_some() || version.is_some() {
         opts.enforce = Some(LevelVersion {
             level: level.unwrap_or(policy.enforce.level),
@@ -280,22 +289,10 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let (policy, policy_error) = match &policy_path {
-        Some(path) => (
-            Policy::load(path).map_err(|e| {
-                pss_guard::error::Error::Policy {
-                    path: path.clone(),
-                    source: e,
-                }
-                .chain()
-            })?,
-            None,
-        ),
-        None => Policy::load_or_default(&pss_guard::install::files::under(
-            &root,
-            std::path::Path::new(DEFAULT_POLICY_PATH),
-        )),
-    };
+    let (policy, policy_error) = load_policy(
+        policy_path.as_deref(),
+        &pss_guard::install::files::under(&root, std::path::Path::new(DEFAULT_POLICY_PATH)),
+    )?;
     if let Some(e) = &policy_error {
         eprintln!("pss-guard: {e}");
     }
