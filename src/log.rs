@@ -92,10 +92,12 @@ pub fn append(path: &Path, line: &[u8]) -> Result<(), LogError> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
-        std::fs::DirBuilder::new()
-            .mode(0o750)
-            .create(dir)
-            .map_err(|e| LogError::Dir(dir.to_owned(), e))?;
+        // Concurrent hooks race to create it: another one winning is success.
+        match std::fs::DirBuilder::new().mode(0o750).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(LogError::Dir(dir.to_owned(), e)),
+        }
     }
     let f = std::fs::OpenOptions::new()
         .append(true)
@@ -152,6 +154,22 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dmode & 0o002, 0);
+    }
+
+    #[test]
+    fn racing_writers_that_all_create_the_directory_lose_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new-dir/decisions.log");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || append(&p, format!("{{\"n\":{i}}}\n").as_bytes()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 16);
     }
 
     #[test]
