@@ -12,7 +12,7 @@ const PODS: usize = 64;
 
 fn pod(i: usize) -> String {
     // Even pods are compliant, odd ones privileged: refusals write longer records.
-    let sc = if i % 2 == 0 {
+    let sc = if i.is_multiple_of(2) {
         "{}"
     } else {
         "{privileged: true}"
@@ -51,7 +51,7 @@ async fn sixty_four_concurrent_starts_get_sixty_four_whole_records() {
     assert_eq!(runs.len(), PODS);
     for (i, run) in &runs {
         let app = &run.containers[0];
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert!(
                 run.all_started(1),
                 "compliant conc-{i:02} did not start: {run:#?}"
@@ -77,7 +77,7 @@ async fn sixty_four_concurrent_starts_get_sixty_four_whole_records() {
         .map(|d| {
             let name = d["pod"].as_str().expect("pod").to_owned();
             let i: usize = name[5..].parse().expect("conc-NN");
-            let want = if i % 2 == 0 { "allowed" } else { "refused" };
+            let want = if i.is_multiple_of(2) { "allowed" } else { "refused" };
             assert_eq!(d["decision"], want, "{d}");
             name
         })
