@@ -77,7 +77,11 @@ async fn sixty_four_concurrent_starts_get_sixty_four_whole_records() {
         .map(|d| {
             let name = d["pod"].as_str().expect("pod").to_owned();
             let i: usize = name[5..].parse().expect("conc-NN");
-            let want = if i.is_multiple_of(2) { "allowed" } else { "refused" };
+            let want = if i.is_multiple_of(2) {
+                "allowed"
+            } else {
+                "refused"
+            };
             assert_eq!(d["decision"], want, "{d}");
             name
         })
