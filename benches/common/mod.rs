@@ -198,22 +198,8 @@ impl Layout {
     /// The app container's spec, as containerd's CRI plugin writes it from an EKS-style base
     /// runtime spec (no seccomp, no AppArmor): compliant with baseline.
     pub fn app_spec(&self, sandbox_pid: u32) -> Value {
-        let caps = [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-        ];
+        // containerd's default set, as the base runtime spec of an EKS node has it.
+        let caps = pss_guard::config::CONTAINERD_DEFAULT_CAPS;
         let mut mounts = vec![
             json!({"destination":"/proc","type":"proc","source":"proc","options":["nosuid","noexec","nodev"]}),
             json!({"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}),
@@ -270,22 +256,8 @@ impl Layout {
 
     /// The pause container's spec: where the pod's sysctls and host namespaces show.
     pub fn sandbox_spec(&self) -> Value {
-        let caps = [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-        ];
+        // containerd's default set, as the base runtime spec of an EKS node has it.
+        let caps = pss_guard::config::CONTAINERD_DEFAULT_CAPS;
         json!({
             "ociVersion": "1.1.0",
             "process": {
