@@ -23,20 +23,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(hyperfine runc busybox-static linux-perf valgrind jq util-linux file time)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is required (rustup's stable toolchain)" >&2
-  exit 1
-fi
+# The test suite's packages plus the profilers; it also insists on cargo.
+scripts/install-deps.sh hyperfine linux-perf valgrind file time
 
 tdir=${CARGO_TARGET_DIR:-target}
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what pss-guard's tests and demo need on a fresh Debian 12 machine (run as root).
-# Idempotent: packages already present are left alone.
+# Idempotent: packages already present are left alone. Extra Debian package names given as
+# arguments are installed too (scripts/bench.sh passes its profilers).
 set -euo pipefail
 
 packages=(
   runc crun containerd podman containernetworking-plugins busybox-static
   util-linux iproute2 shellcheck protobuf-compiler python3 jq
   buildah python3-pip
+  "$@"
 )
 
 missing=()
