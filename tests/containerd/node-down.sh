@@ -13,15 +13,29 @@ node=$(readlink -f "$node")
 sock=$node/containerd.sock
 pidfile=$node/containerd.pid
 
+# A node of a Debian-tree stack (node-up.sh --stack trixie|sid) runs containerd in a mount
+# namespace of its own: its ctr runs there too. Its mounts (rootfs, shm, netns) die with that
+# namespace; only kubelet-sim's binds are in the host's.
+stack=$(cat "$node/stack" 2>/dev/null || echo bookworm)
+node_ctr() {
+	local pid
+	if [[ $stack != bookworm ]]; then
+		pid=$(cat "$pidfile" 2>/dev/null) && kill -0 "$pid" 2>/dev/null || return 1
+		nsenter -t "$pid" -m -r -w ctr --address "$sock" "$@"
+	else
+		ctr --address "$sock" "$@"
+	fi
+}
+
 # Tasks first, while containerd still answers: a task killed through its shim also ends
 # the shim, and no container keeps a mount under the node dir busy.
 if [[ -S $sock ]]; then
-	for task in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
-		ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1
+	for task in $(node_ctr -n k8s.io tasks ls -q 2>/dev/null); do
+		node_ctr -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1
 	done
-	for task in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+	for task in $(node_ctr -n k8s.io tasks ls -q 2>/dev/null); do
 		for _ in $(seq 1 50); do
-			ctr --address "$sock" -n k8s.io tasks delete "$task" >/dev/null 2>&1 && break
+			node_ctr -n k8s.io tasks delete "$task" >/dev/null 2>&1 && break
 			sleep 0.1
 		done
 	done

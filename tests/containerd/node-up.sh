@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Bring up a throw-away containerd "node" for the CRI tests (issue 3).
 #
-# usage: PSS_GUARD_BIN=/path/to/pss-guard node-up.sh [NODE_DIR]
+# usage: PSS_GUARD_BIN=/path/to/pss-guard node-up.sh [--stack STACK] [NODE_DIR]
 #
+# STACK (default: $PSS_GUARD_STACK, else bookworm) picks the runtimes (tests/containerd/stack.sh):
+# bookworm is the host's containerd 1.6 + runc 1.1; trixie (containerd 1.7 + runc 1.1, config
+# version 2) and sid (containerd 2.x + runc 1.3, config version 3) run from a cached Debian tree,
+# containerd in a mount namespace of its own (pivot_root into the tree) that sees NODE_DIR at
+# the same path, so the hook binary is copied into NODE_DIR/bin. Nothing of the tree is mounted
+# in the host's mount namespace.
 # Everything lives under NODE_DIR (default: a new `mktemp -d`): containerd's config, root,
 # state and socket, the CNI config, the kubelet root the tests use, the pss-guard policy and
 # its decision log. Nothing is written to /etc, /var/lib/containerd or /var/lib/kubelet.
@@ -17,12 +23,37 @@ die() {
 	exit 1
 }
 
-for tool in containerd ctr runc python3 busybox; do
-	command -v "$tool" >/dev/null || die "missing required tool: $tool (apt-get install containerd runc python3 busybox-static)"
-done
-[[ -x /usr/lib/cni/loopback && -x /usr/lib/cni/static ]] ||
-	die "missing CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)"
+stack=${PSS_GUARD_STACK:-bookworm}
+if [[ ${1:-} == --stack ]]; then
+	stack=${2:?node-up: --stack needs bookworm, trixie or sid}
+	shift 2
+fi
 [[ $(id -u) -eq 0 ]] || die "must run as root"
+case $stack in
+bookworm) tree= ;;
+trixie | sid) tree=$(bash "$here/stack.sh" tree "$stack") || die "cannot build the $stack tree" ;;
+*) die "unknown stack $stack (bookworm | trixie | sid)" ;;
+esac
+
+# Commands of the stack's own runtimes: the host's, or the tree's in a one-shot namespace.
+in_stack() {
+	if [[ -n $tree ]]; then
+		bash "$here/stack.sh" run "$stack" "$@"
+	else
+		"$@"
+	fi
+}
+
+for tool in python3 unshare nsenter; do
+	command -v "$tool" >/dev/null || die "missing required tool: $tool"
+done
+for tool in containerd ctr runc busybox python3; do
+	in_stack sh -c "command -v $tool" >/dev/null ||
+		die "missing required tool: $tool in the $stack stack (apt-get install containerd runc busybox-static python3)"
+done
+[[ -x $tree/usr/lib/cni/loopback && -x $tree/usr/lib/cni/static ]] ||
+	die "missing CNI plugins in $tree/usr/lib/cni (apt-get install containernetworking-plugins)"
+runc_bin=$(in_stack sh -c 'command -v runc')
 
 : "${PSS_GUARD_BIN:?node-up: set PSS_GUARD_BIN to the pss-guard binary}"
 [[ -x $PSS_GUARD_BIN ]] || die "PSS_GUARD_BIN=$PSS_GUARD_BIN is not an executable file"
@@ -32,6 +63,17 @@ node=${1:-$(mktemp -d /tmp/pss-guard-node.XXXXXX)}
 mkdir -p "$node"
 node=$(readlink -f "$node")
 [[ -e $node/containerd.pid ]] && die "$node already has a running node (containerd.pid exists)"
+echo "$stack" >"$node/stack"
+if [[ -n $tree ]]; then
+	# Hooks run in containerd's mount namespace: the binary must be inside what it sees.
+	mkdir -p "$node/bin"
+	cp "$PSS_GUARD_BIN" "$node/bin/pss-guard"
+	cp "$here/capture-hook.py" "$node/bin/capture-hook.py"
+	PSS_GUARD_BIN=$node/bin/pss-guard
+	capture_hook=$node/bin/capture-hook.py
+else
+	capture_hook=$here/capture-hook.py
+fi
 
 root=$node/root
 state=$node/state
@@ -76,8 +118,8 @@ EOF
 # AppArmor would survive into every container. noNewPrivileges is dropped too: containerd only
 # ever sets it to true (for allowPrivilegeEscalation=false), so a true in the base would hide
 # the restricted check's signal.
-ctr oci spec >"$node/ctr-default-spec.json"
-python3 - "$node/ctr-default-spec.json" "$node/base-spec.json" "$PSS_GUARD_BIN" "$node/policy.toml" "$here/capture-hook.py" "$node/captures" <<'EOF'
+in_stack ctr oci spec >"$node/ctr-default-spec.json"
+python3 - "$node/ctr-default-spec.json" "$node/base-spec.json" "$PSS_GUARD_BIN" "$node/policy.toml" "$capture_hook" "$node/captures" <<'EOF'
 import json, sys
 src, dst, hook_bin, policy, capture_hook, capture_dir = sys.argv[1:]
 spec = json.load(open(src))
@@ -114,6 +156,78 @@ cat >"$cni_conf/10-pss-guard-test.conflist" <<'EOF'
 }
 EOF
 
+# --- containerd config (version 3 = containerd 2.x) ---------------------------------------------
+# The same node in 2.x's layout: the CRI plugin split into cri.v1.images (snapshotter, the
+# pinned sandbox image) and cri.v1.runtime (runtimes, CNI, the node-wide switches).
+v3_config() {
+	local rt="plugins.'io.containerd.cri.v1.runtime'"
+	cat <<EOF
+version = 3
+root = "$root"
+state = "$state"
+disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "$node/opt"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "native"
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = "$pause_ref"
+
+[$rt]
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  max_container_log_line_size = 16384
+
+[$rt.containerd]
+  default_runtime_name = "runc"
+
+[$rt.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+  base_runtime_spec = "$node/base-spec.json"
+
+[$rt.containerd.runtimes.runc.options]
+  BinaryName = "$runc_bin"
+  SystemdCgroup = false
+
+[$rt.containerd.runtimes.runc-passthrough]
+  runtime_type = "io.containerd.runc.v2"
+  base_runtime_spec = "$node/base-spec.json"
+  pod_annotations = ["*"]
+  container_annotations = ["*"]
+
+[$rt.containerd.runtimes.runc-passthrough.options]
+  BinaryName = "$runc_bin"
+  SystemdCgroup = false
+
+[$rt.containerd.runtimes.runc-nohook]
+  runtime_type = "io.containerd.runc.v2"
+
+[$rt.containerd.runtimes.runc-nohook.options]
+  BinaryName = "$runc_bin"
+  SystemdCgroup = false
+
+[$rt.cni]
+  bin_dirs = ["/usr/lib/cni"]
+  conf_dir = "$cni_conf"
+  max_conf_num = 1
+EOF
+}
+if [[ $stack == sid ]]; then
+	v3_config >"$node/config.toml"
+else
 # --- containerd config (version 2 = containerd 1.6/1.7) ----------------------------------------
 cri='plugins."io.containerd.grpc.v1.cri"'
 cat >"$node/config.toml" <<EOF
@@ -150,7 +264,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   base_runtime_spec = "$node/base-spec.json"
 
 [$cri.containerd.runtimes.runc.options]
-  BinaryName = "$(command -v runc)"
+  BinaryName = "$runc_bin"
   SystemdCgroup = false
 
 # Same hook, but containerd copies every pod and container annotation into the spec: the
@@ -162,7 +276,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   container_annotations = ["*"]
 
 [$cri.containerd.runtimes.runc-passthrough.options]
-  BinaryName = "$(command -v runc)"
+  BinaryName = "$runc_bin"
   SystemdCgroup = false
 
 # No base spec: the hook is not installed (baselines, and the bypass a handler without
@@ -171,7 +285,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   runtime_type = "io.containerd.runc.v2"
 
 [$cri.containerd.runtimes.runc-nohook.options]
-  BinaryName = "$(command -v runc)"
+  BinaryName = "$runc_bin"
   SystemdCgroup = false
 
 [$cri.cni]
@@ -179,6 +293,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   conf_dir = "$cni_conf"
   max_conf_num = 1
 EOF
+fi
 
 # --- images -----------------------------------------------------------------------------------
 sleeper='["/bin/sh", "-c", "trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
@@ -187,10 +302,25 @@ python3 "$here/build-image.py" "$images/app.tar" "$app_ref" "$sleeper"
 python3 "$here/build-image.py" "$images/app-nonroot.tar" "$app_nonroot_ref,$app_alias" "$sleeper" 65535
 
 # --- start containerd -------------------------------------------------------------------------
-containerd --config "$node/config.toml" >"$logdir/containerd.log" 2>&1 &
+if [[ -n $tree ]]; then
+	# stack.sh execs down to containerd: $! is containerd's pid. NODE_DIR is seen at its own
+	# path inside, and kubelet-sim's subPath binds under it propagate in (slave).
+	EXTRA_BINDS=$node ENTER_PROPAGATION=slave bash "$here/stack.sh" run "$stack" \
+		containerd --config "$node/config.toml" >"$logdir/containerd.log" 2>&1 &
+else
+	containerd --config "$node/config.toml" >"$logdir/containerd.log" 2>&1 &
+fi
 echo $! >"$node/containerd.pid"
+# ctr as a client of this containerd, in its mount namespace (ctr keeps fifos under /run).
+node_ctr() {
+	if [[ -n $tree ]]; then
+		nsenter -t "$(cat "$node/containerd.pid")" -m -r -w ctr --address "$sock" "$@"
+	else
+		ctr --address "$sock" "$@"
+	fi
+}
 for _ in $(seq 1 100); do
-	[[ -S $sock ]] && ctr --address "$sock" version >/dev/null 2>&1 && break
+	[[ -S $sock ]] && node_ctr version >/dev/null 2>&1 && break
 	kill -0 "$(cat "$node/containerd.pid")" 2>/dev/null || {
 		tail -20 "$logdir/containerd.log" >&2
 		die "containerd exited during start-up (log: $logdir/containerd.log)"
@@ -200,12 +330,15 @@ done
 [[ -S $sock ]] || die "containerd socket $sock did not appear within 10s"
 
 for tarball in pause app app-nonroot; do
-	ctr --address "$sock" -n k8s.io images import --all-platforms "$images/$tarball.tar" >/dev/null ||
+	node_ctr -n k8s.io images import --all-platforms "$images/$tarball.tar" >/dev/null ||
 		die "ctr images import $tarball.tar failed"
 done
 
 cat >"$node/env" <<EOF
 NODE_DIR=$node
+STACK=$stack
+CONTAINERD_VERSION=$(in_stack containerd --version | awk '{print $3}')
+RUNC_VERSION=$(in_stack runc --version | awk 'NR == 1 {print $3}')
 CONTAINERD_SOCKET=$sock
 CONTAINERD_PID=$(cat "$node/containerd.pid")
 CONTAINERD_ROOT=$root

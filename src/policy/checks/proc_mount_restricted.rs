@@ -1,5 +1,6 @@
-//! `procMount_restricted` (since v1.35): as `procMount`, without the user namespace relaxation.
-//! Exact.
+//! `procMount_restricted` (since v1.35): as `procMount`, without the user namespace relaxation
+//! (upstream runs `procMount_1_0` here and overrides baseline's `procMount`, so a restricted
+//! pod with `hostUsers: false` and `procMount: Unmasked` is still refused). Exact.
 
 use crate::facts::Facts;
 use crate::policy::{Check, Context, Level, Outcome};
