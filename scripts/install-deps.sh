@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   runc crun containerd podman containernetworking-plugins busybox-static
   util-linux iproute2 shellcheck protobuf-compiler python3 jq
-  buildah python3-pip
+  buildah python3-pip debootstrap
   "$@"
 )
 

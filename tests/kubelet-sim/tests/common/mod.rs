@@ -46,20 +46,10 @@ fn require_tools() {
     }
 }
 
-fn tool_version(cmd: &str) -> String {
-    let out = Command::new(cmd)
-        .arg("--version")
-        .output()
-        .expect("run --version");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    // "containerd github.com/containerd/containerd 1.6.20~ds1 ..." / "runc version 1.1.5+ds1"
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .map(|w| w.split(['~', '+']).next().unwrap_or(w).to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The runtime stack the node runs (`PSS_GUARD_STACK`, as node-up.sh reads it): bookworm
+/// (the host's containerd 1.6), trixie (1.7) or sid (2.x).
+pub fn stack() -> String {
+    std::env::var("PSS_GUARD_STACK").unwrap_or_else(|_| "bookworm".into())
 }
 
 /// A running containerd node; dropped = torn down.
@@ -100,7 +90,19 @@ impl TestNode {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // The node runs the stack asked for, not a silent fallback to the host's runtimes.
+        assert_eq!(
+            node.env.get("STACK").map(String::as_str),
+            Some(stack().as_str()),
+            "node-up.sh started another stack"
+        );
         node
+    }
+
+    /// `containerd` / `runc` version of this node's stack ("2.1.9", "1.3.6").
+    pub fn version(&self, key: &str) -> String {
+        let v = self.env.get(key).cloned().unwrap_or_default();
+        v.split(['~', '+']).next().unwrap_or("").to_string()
     }
 
     pub fn var(&self, key: &str) -> PathBuf {
@@ -200,7 +202,7 @@ impl TestNode {
         let Some((config, sandbox)) = self.capture(container_id) else {
             panic!("no captured spec for {case} ({container_id})");
         };
-        let version = tool_version("containerd");
+        let version = self.version("CONTAINERD_VERSION");
         let out = workspace_root().join(format!("tests/fixtures/containerd-{version}/{case}"));
         fs::create_dir_all(&out).expect("fixture dir");
         fs::copy(&config, out.join("config.json")).expect("copy config.json");
@@ -212,7 +214,10 @@ impl TestNode {
             m.insert("runtime".into(), json!("containerd"));
             m.insert("runtime_version".into(), json!(version));
             m.insert("oci_runtime".into(), json!("runc"));
-            m.insert("oci_runtime_version".into(), json!(tool_version("runc")));
+            m.insert(
+                "oci_runtime_version".into(),
+                json!(self.version("RUNC_VERSION")),
+            );
             m.insert("container_id".into(), json!(container_id));
             m.insert(
                 "node_paths".into(),
