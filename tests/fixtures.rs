@@ -2,6 +2,14 @@
 //! for containerd a `sandbox.json`) captured from a real runtime by the end-to-end tests, and a
 //! `meta.json` with the runtime, its version and the expected verdict. Each case runs through
 //! the built binary's `check --offline`, so regressions show without a live runtime.
+//!
+//! A containerd-harness case pins the exact offline verdict (decision and failing check IDs)
+//! for each policy it runs at (`pins` in meta.json), whatever the live outcome was; on top of
+//! that, a case PSA and the hook agreed on live must still be refused with PSA's reason (or
+//! allowed). `UPDATE_FIXTURE_PINS=1` writes `pins` from what the binary decides now; review
+//! the diff. A case whose offline verdict differs from the live one says why in
+//! `offline_note` (e.g. a user namespace joined by path, which offline cannot tell from the
+//! host's).
 
 mod common;
 
@@ -49,47 +57,35 @@ fn policy_for(meta: &Value, enforce: &str, dir: &Path) -> PathBuf {
     p
 }
 
-/// What the case must produce, from either meta.json format: `expect: {decision, checks}`
-/// (runc, podman), or the containerd harness's `expected` / `expected_substring` / `observed`.
-enum Want {
-    Exact {
-        decision: String,
-        checks: Vec<String>,
-    },
-    Substring {
-        decision: String,
-        substring: Option<String>,
-    },
-    /// PSA refuses the pod, but it was refused for another reason than pss-guard's: by kubelet
-    /// or the runtime (the captured spec may then be one pss-guard allows), or by pss-guard on
-    /// another check.
-    RefusedAnyReason,
+/// What the case must produce: `expect: {decision, checks}` (runc, podman: one policy), or
+/// `pins: {"<level:version>": {decision, checks}}` (containerd harness: one per policy run).
+fn pinned(meta: &Value, enforce: &str) -> Option<(String, Vec<String>)> {
+    let e = match meta.get("expect") {
+        Some(e) => e,
+        None => meta["pins"].get(enforce)?,
+    };
+    let mut checks: Vec<String> = e["checks"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    checks.sort_unstable();
+    Some((e["decision"].as_str()?.to_owned(), checks))
 }
 
-fn want(meta: &Value) -> Want {
-    if let Some(e) = meta.get("expect") {
-        let mut checks: Vec<String> = e["checks"]
-            .as_array()
-            .expect("expect.checks")
-            .iter()
-            .map(|v| v.as_str().expect("check id").to_owned())
-            .collect();
-        checks.sort_unstable();
-        return Want::Exact {
-            decision: e["decision"].as_str().expect("expect.decision").to_owned(),
-            checks,
-        };
+/// The PSA verdict a harness case must keep offline on top of its pin: the live run agreed
+/// with PSA (`observed` agreed, or a case of tests/kubelet-sim/tests/containerd.rs with no
+/// `observed`), and nothing in `offline_note` says why offline differs.
+fn psa_verdict(meta: &Value) -> Option<(String, Option<String>)> {
+    if meta.get("expect").is_some() || meta.get("offline_note").is_some() {
+        return None;
     }
     match meta["observed"].as_str() {
-        Some("not observable") => Want::Substring {
-            decision: "allowed".into(),
-            substring: None,
-        },
-        Some("refused for another reason") => Want::RefusedAnyReason,
-        _ => Want::Substring {
-            decision: meta["expected"].as_str().expect("expected").to_owned(),
-            substring: meta["expected_substring"].as_str().map(str::to_owned),
-        },
+        None | Some("agreed") => Some((
+            meta["expected"].as_str()?.to_owned(),
+            meta["expected_substring"].as_str().map(str::to_owned),
+        )),
+        Some(_) => None,
     }
 }
 
@@ -117,9 +113,11 @@ fn captured_specs_keep_their_verdicts() {
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut runs = 0;
+    let update_pins = std::env::var("UPDATE_FIXTURE_PINS").as_deref() == Ok("1");
     for case in &cases {
         let meta: Value =
             serde_json::from_slice(&std::fs::read(case.join("meta.json")).unwrap()).unwrap();
+        let mut new_pins = serde_json::Map::new();
         let runtime = meta["hook_runtime"]
             .as_str()
             .or(meta["runtime"].as_str().filter(|r| *r == "containerd"))
@@ -163,26 +161,42 @@ fn captured_specs_keep_their_verdicts() {
                 "exempt" | "audit" => "allowed",
                 d => d,
             };
-            let ok = match want(&meta) {
-                Want::Exact {
-                    decision: d,
-                    checks,
-                } => decision == d && got_checks == checks,
-                Want::Substring {
-                    decision: d,
-                    substring,
-                } => decision == d && substring.is_none_or(|s| message.contains(&s)),
-                // Refused before pss-guard judged (kubelet, the runtime) or for another reason:
-                // the spec carries no verdict of its own to compare; it must still evaluate.
-                Want::RefusedAnyReason => decision != "error",
+            if update_pins && meta.get("expect").is_none() {
+                new_pins.insert(
+                    enforce.clone(),
+                    serde_json::json!({"decision": decision, "checks": got_checks}),
+                );
+                continue;
+            }
+            let pin_ok = match pinned(&meta, &enforce) {
+                Some((d, checks)) => decision == d && got_checks == checks,
+                None => {
+                    failures.push(format!(
+                        "{}: no pin for {enforce} (UPDATE_FIXTURE_PINS=1 writes them)",
+                        case.display()
+                    ));
+                    continue;
+                }
             };
-            if !ok {
+            let psa_ok = psa_verdict(&meta).is_none_or(|(d, substring)| {
+                decision == d && substring.is_none_or(|s| message.contains(&s))
+            });
+            if !(pin_ok && psa_ok) {
                 failures.push(format!(
                     "{} at {enforce}: got {decision} {got_checks:?} {message} {}",
                     case.display(),
                     got["error"]
                 ));
             }
+        }
+        if update_pins && !new_pins.is_empty() {
+            let mut meta = meta;
+            meta["pins"] = Value::Object(new_pins);
+            std::fs::write(
+                case.join("meta.json"),
+                serde_json::to_string_pretty(&meta).unwrap() + "\n",
+            )
+            .unwrap();
         }
     }
     assert!(runs > cases.len(), "versions were not expanded");

@@ -35,7 +35,8 @@ pub struct Options {
     pub host_supports_apparmor: bool,
     /// `--allowed-unsafe-sysctls`.
     pub allowed_unsafe_sysctls: Vec<String>,
-    /// What happens to `hostUsers: false`; containerd 1.6 has no pod user namespaces.
+    /// What happens to `hostUsers: false`: containerd 1.6 and 1.7 have no pod user namespaces
+    /// (Refuse / Ignore); containerd 2.x with runc 1.2+ has them (Pod).
     pub user_namespaces: UserNamespaces,
     /// How long to wait for an init container to exit before stopping it (the test images
     /// sleep forever; what matters is that the init container was allowed to start).
@@ -67,6 +68,10 @@ pub enum UserNamespaces {
     /// kubelet/API server with UserNamespacesSupport off (default before 1.33): the field is
     /// dropped and the pod runs in the host user namespace.
     Ignore,
+    /// A runtime with user namespaces (containerd 2.x + runc 1.3): the pod gets one of its
+    /// own, CRI `userns_options` mode POD with a 65536-id mapping
+    /// (translate::user_namespace).
+    Pod,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -552,7 +557,14 @@ impl Kubelet {
             Ok(m) => m,
             Err(e) => return Ok(cr.fail("CreateContainerConfigError", chain(&e))),
         };
-        let sc = translate::container_security_context(ctx.spec, &eff, &user, target, &self.opts);
+        let sc = translate::container_security_context(
+            ctx.spec,
+            &eff,
+            &user,
+            target,
+            &ctx.info.uid,
+            &self.opts,
+        );
         let config = translate::container_config(&ctx.info, c, sc, mounts);
         let log_dir = Path::new(&ctx.info.log_dir).join(&c.name);
         fs::create_dir_all(&log_dir).map_err(|e| Error::Io(log_dir.clone(), e))?;

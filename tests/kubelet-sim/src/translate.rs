@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     AppArmorProfile, Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
 };
 
-use crate::runner::Options;
+use crate::runner::{Options, UserNamespaces};
 
 /// securitycontext `defaultMaskedPaths` (kubelet ≥1.31 list).
 pub const DEFAULT_MASKED_PATHS: &[&str] = &[
@@ -69,8 +69,40 @@ pub struct ImageUser {
     pub username: String,
 }
 
+/// Size of a pod's user namespace (kubelet's userns manager `userNsLength`).
+pub const USERNS_LENGTH: u32 = 65536;
+
+/// kuberuntime `runtimeUserNamespace` for a `hostUsers: false` pod on a runtime with user
+/// namespaces: mode POD, container ids 0-65535 mapped onto one block of 65536 host ids. kubelet
+/// hands out the first free block above its own range; this stand-in derives the block from
+/// the pod UID (stable for the pod's sandbox and all its containers), never block 0 (the
+/// host's own ids).
+pub fn user_namespace(spec: &PodSpec, pod_uid: &str, opts: &Options) -> Option<cri::UserNamespace> {
+    if spec.host_users != Some(false) || opts.user_namespaces != UserNamespaces::Pod {
+        return None;
+    }
+    // FNV-1a over the UID: any stable spread will do.
+    let hash = pod_uid.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let host_id = USERNS_LENGTH * (1 + hash % 1024);
+    let map = vec![cri::IdMapping {
+        host_id,
+        container_id: 0,
+        length: USERNS_LENGTH,
+    }];
+    Some(cri::UserNamespace {
+        mode: cri::NamespaceMode::Pod as i32,
+        uids: map.clone(),
+        gids: map,
+    })
+}
+
 /// kuberuntime `namespacesForPod`.
-pub fn namespace_options(spec: &PodSpec) -> cri::NamespaceOption {
+pub fn namespace_options(
+    spec: &PodSpec,
+    userns: Option<cri::UserNamespace>,
+) -> cri::NamespaceOption {
     let mode = |host: Option<bool>| {
         if host == Some(true) {
             cri::NamespaceMode::Node
@@ -89,6 +121,7 @@ pub fn namespace_options(spec: &PodSpec) -> cri::NamespaceOption {
         network: mode(spec.host_network) as i32,
         pid: pid as i32,
         ipc: mode(spec.host_ipc) as i32,
+        userns_options: userns,
         ..Default::default()
     }
 }
@@ -336,7 +369,10 @@ pub fn sandbox_config(
         supplemental_groups.push(fs_group);
     }
     let security_context = cri::LinuxSandboxSecurityContext {
-        namespace_options: Some(namespace_options(spec)),
+        namespace_options: Some(namespace_options(
+            spec,
+            user_namespace(spec, &info.uid, opts),
+        )),
         selinux_options: psc.and_then(|s| s.se_linux_options.as_ref()).map(selinux),
         run_as_user: psc
             .and_then(|s| s.run_as_user)
@@ -416,6 +452,7 @@ pub fn container_security_context(
     eff: &SecurityContext,
     user: &ImageUser,
     target_container_id: Option<&str>,
+    pod_uid: &str,
     opts: &Options,
 ) -> cri::LinuxContainerSecurityContext {
     let psc = spec.security_context.as_ref();
@@ -425,7 +462,7 @@ pub fn container_security_context(
         ..Default::default()
     });
     let (masked_paths, readonly_paths) = masked_and_readonly_paths(eff.proc_mount.as_deref());
-    let mut ns = namespace_options(spec);
+    let mut ns = namespace_options(spec, user_namespace(spec, pod_uid, opts));
     if let Some(id) = target_container_id {
         // Ephemeral containers with targetContainerName share that container's PID ns.
         ns.pid = cri::NamespaceMode::Target as i32;

@@ -59,7 +59,14 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// A node on the stack named by `PSS_GUARD_STACK` (default bookworm).
     pub fn up() -> TestNode {
+        TestNode::up_on(&stack())
+    }
+
+    /// A node on the given stack, whatever `PSS_GUARD_STACK` says (tests of a feature only
+    /// one stack has, such as pod user namespaces on containerd 2.x).
+    pub fn up_on(stack: &str) -> TestNode {
         require_tools();
         let bin = pss_guard_bin();
         let dir = tempfile::Builder::new()
@@ -72,6 +79,7 @@ impl TestNode {
             .arg(&script)
             .arg(&dir)
             .env("PSS_GUARD_BIN", &bin)
+            .env("PSS_GUARD_STACK", stack)
             .output()
             .expect("run node-up.sh");
         let mut node = TestNode {
@@ -93,7 +101,7 @@ impl TestNode {
         // The node runs the stack asked for, not a silent fallback to the host's runtimes.
         assert_eq!(
             node.env.get("STACK").map(String::as_str),
-            Some(stack().as_str()),
+            Some(stack),
             "node-up.sh started another stack"
         );
         node
