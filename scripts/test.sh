@@ -2,7 +2,10 @@
 # The whole test suite, from a fresh clone on a fresh Debian 12 machine, as root:
 #   sudo scripts/test.sh
 # Installs the runtimes the end-to-end tests drive (runc, containerd, podman), checks format
-# and lints, then runs every test of the workspace. Nothing is skipped: a missing runtime fails.
+# and lints, then runs every test of the workspace on the host's runtimes (stack bookworm:
+# containerd 1.6 + runc 1.1), and the containerd tests and the conformance run again on each
+# Debian-tree stack (trixie: containerd 1.7 + runc 1.1; sid: containerd 2.x + runc 1.3, what
+# EKS runs). Nothing is skipped: a missing runtime fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +28,23 @@ echo "== build"
 cargo build --workspace --all-targets
 export PSS_GUARD_BIN="$PWD/target/debug/pss-guard"
 export PSA_FIXTURES="${PSA_FIXTURES:-$PWD/../shared/psa-fixtures}"
+echo "== runtime stacks (built on first use, cached in /var/cache/pss-guard/stacks)"
+for stack in trixie sid; do
+  start=$SECONDS
+  bash tests/containerd/stack.sh tree "$stack" >/dev/null
+  echo "$stack tree ready in $((SECONDS - start)) s"
+done
 echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Two tests at a time keep the runtime tests from starving each other on 2 cores.
 cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+for stack in trixie sid; do
+  echo "== containerd tests and conformance on stack $stack"
+  start=$SECONDS
+  PSS_GUARD_STACK=$stack cargo test -p kubelet-sim --test containerd --test concurrency \
+    --test conformance -- --test-threads=2 2>&1 | tee -a "$log"
+  echo "stack $stack: $((SECONDS - start)) s"
+done
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -3,6 +3,12 @@
 //! 200 container starts succeed while the binary and the policy are replaced 50 times, and after
 //! `uninstall --restart` containers start with no hook. Then `audit` finds the privileged pod
 //! that started without the hook.
+//!
+//! Then, on the Debian-tree stacks (tests/containerd/stack.sh): containerd 1.7's and 2.x's own
+//! `containerd config default` (version 2 and version 3), pointed at a test node, gets
+//! `install --restart`, is loaded by that containerd with the installed base spec on the runc
+//! handler, refuses a privileged pod, and after `uninstall --restart` is byte for byte what it
+//! was and runs the privileged pod.
 
 // Test helpers: a panic is how a failed step reports itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -43,6 +49,10 @@ struct Node {
 
 impl Node {
     fn up() -> Node {
+        Node::up_on("bookworm")
+    }
+
+    fn up_on(stack: &str) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("pss-guard-install-node.")
             .tempdir()
@@ -52,6 +62,8 @@ impl Node {
             .arg(workspace().join("tests/containerd/node-up.sh"))
             .arg(&dir)
             .env("PSS_GUARD_BIN", BIN)
+            .env("PSS_GUARD_STACK", stack)
+            .env("PSS_GUARD_NODE_CONFIG", "default")
             .output()
             .unwrap();
         let mut node = Node {
@@ -199,26 +211,48 @@ fn ok(out: &Output) -> String {
 }
 
 const RESTART_SH: &str = r#"#!/usr/bin/env bash
-# Test stand-in for `systemctl restart containerd` on a node-up.sh node.
+# Test stand-in for `systemctl restart containerd` on a node-up.sh node (of any stack: a
+# Debian-tree stack's containerd runs in its tree, as node-up.sh starts it).
 set -euo pipefail
 node=$(dirname "$(readlink -f "$0")")
+stack=$(cat "$node/stack")
 pid=$(cat "$node/containerd.pid")
 kill -TERM "$pid"
 for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-containerd --config "$node/config.toml" >>"$node/log/containerd.log" 2>&1 </dev/null &
-echo $! >"$node/containerd.pid"
+if [[ $stack == bookworm ]]; then
+	containerd --config "$node/config.toml" >>"$node/log/containerd.log" 2>&1 </dev/null &
+else
+	EXTRA_BINDS=$node ENTER_PROPAGATION=slave bash "@STACK_SH@" run "$stack" \
+		containerd --config "$node/config.toml" >>"$node/log/containerd.log" 2>&1 </dev/null &
+fi
+pid=$!
+echo $pid >"$node/containerd.pid"
 for _ in $(seq 1 100); do
-	ctr --address "$node/containerd.sock" version >/dev/null 2>&1 && exit 0
+	if [[ $stack == bookworm ]]; then
+		ctr --address "$node/containerd.sock" version >/dev/null 2>&1 && exit 0
+	else
+		nsenter -t "$pid" -m -r -w ctr --address "$node/containerd.sock" version >/dev/null 2>&1 && exit 0
+	fi
+	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.1
 done
 echo "containerd did not come back" >&2
 exit 1
 "#;
 
+fn restart_sh() -> String {
+    RESTART_SH.replace(
+        "@STACK_SH@",
+        &workspace()
+            .join("tests/containerd/stack.sh")
+            .to_string_lossy(),
+    )
+}
+
 #[test]
 fn install_upgrade_under_load_uninstall_and_audit_on_containerd() {
     let node = Node::up();
-    fs::write(node.p("restart.sh"), RESTART_SH).unwrap();
+    fs::write(node.p("restart.sh"), restart_sh()).unwrap();
 
     // Make the node look like a real one before pss-guard: its base spec has no pss-guard hook
     // (node-up.sh puts one there for its own tests; its capture hook stays).
@@ -442,4 +476,203 @@ fn install_upgrade_under_load_uninstall_and_audit_on_containerd() {
     assert_eq!(c["decision"], "refused");
     assert_eq!(c["violations"][0]["check"], "privileged");
     assert_eq!(c["runtime"], "containerd");
+}
+
+/// A command of a Debian-tree stack's own runtimes (stack.sh run).
+fn in_stack(stack: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(workspace().join("tests/containerd/stack.sh"))
+        .args(["run", stack])
+        .args(args)
+        .output()
+        .unwrap();
+    ok(&out)
+}
+
+/// Set `key` in `[section]` of a TOML text (section names compared with either quote style),
+/// keeping the line's indentation; appended under the header when the section lacks it.
+fn set_key(text: &str, section: &str, key: &str, value: &str) -> String {
+    let norm = |h: &str| h.trim().replace('\'', "\"");
+    let want = norm(&format!("[{section}]"));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let is_header = |l: &String| l.trim_start().starts_with('[');
+    // Top-level keys: before the first header (`start` is then one line above line 0).
+    let (first, end) = if section.is_empty() {
+        (0, lines.iter().position(is_header).unwrap_or(lines.len()))
+    } else {
+        let start = lines
+            .iter()
+            .position(|l| norm(l) == want)
+            .unwrap_or_else(|| panic!("no section [{section}] in the default config"));
+        let end = lines[start + 1..]
+            .iter()
+            .position(is_header)
+            .map_or(lines.len(), |i| start + 1 + i);
+        (start + 1, end)
+    };
+    let found = (first..end).find(|&i| {
+        let t = lines[i].trim_start();
+        t.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    match found {
+        Some(i) => {
+            let indent: String = lines[i].chars().take_while(|c| c.is_whitespace()).collect();
+            lines[i] = format!("{indent}{key} = {value}");
+        }
+        None => lines.insert(first, format!("  {key} = {value}")),
+    }
+    lines.join("\n") + "\n"
+}
+
+/// containerd's own default config of a stack, pointed at the test node: its root, state,
+/// sockets, CNI, the native snapshotter, the node's pause image, runc, and the two settings
+/// this VM needs (restrict_oom_score_adj, netns mounts under the state dir).
+fn node_config_from_default(stack: &str, node: &Node) -> String {
+    let mut c = in_stack(stack, &["containerd", "config", "default"]);
+    let q = |s: &str| format!("{s:?}");
+    let runc = in_stack(stack, &["sh", "-c", "command -v runc"])
+        .trim()
+        .to_owned();
+    c = set_key(&c, "", "root", &q(node.var("CONTAINERD_ROOT")));
+    c = set_key(&c, "", "state", &q(node.var("CONTAINERD_STATE")));
+    let sock = node.var("CONTAINERD_SOCKET").to_owned();
+    c = set_key(&c, "grpc", "address", &q(&sock));
+    c = set_key(&c, "ttrpc", "address", &q(&format!("{sock}.ttrpc")));
+    let opt = node.p("opt").to_string_lossy().into_owned();
+    let cni = node.p("cni").to_string_lossy().into_owned();
+    c = set_key(
+        &c,
+        "plugins.'io.containerd.internal.v1.opt'",
+        "path",
+        &q(&opt),
+    );
+    if c.starts_with("version = 3") || c.contains("\nversion = 3") {
+        let rt = "plugins.'io.containerd.cri.v1.runtime'";
+        let img = "plugins.'io.containerd.cri.v1.images'";
+        c = set_key(&c, img, "snapshotter", &q("native"));
+        c = set_key(
+            &c,
+            &format!("{img}.pinned_images"),
+            "sandbox",
+            &q(node.var("PAUSE_IMAGE")),
+        );
+        c = set_key(&c, rt, "restrict_oom_score_adj", "true");
+        c = set_key(&c, rt, "netns_mounts_under_state_dir", "true");
+        c = set_key(
+            &c,
+            &format!("{rt}.containerd.runtimes.runc.options"),
+            "BinaryName",
+            &q(&runc),
+        );
+        c = set_key(&c, &format!("{rt}.cni"), "conf_dir", &q(&cni));
+        c = set_key(&c, &format!("{rt}.cni"), "bin_dirs", "[\"/usr/lib/cni\"]");
+    } else {
+        let cri = "plugins.'io.containerd.grpc.v1.cri'";
+        c = set_key(&c, cri, "sandbox_image", &q(node.var("PAUSE_IMAGE")));
+        c = set_key(&c, cri, "restrict_oom_score_adj", "true");
+        c = set_key(&c, cri, "netns_mounts_under_state_dir", "true");
+        c = set_key(
+            &c,
+            &format!("{cri}.containerd"),
+            "snapshotter",
+            &q("native"),
+        );
+        c = set_key(
+            &c,
+            &format!("{cri}.containerd.runtimes.runc.options"),
+            "BinaryName",
+            &q(&runc),
+        );
+        c = set_key(&c, &format!("{cri}.cni"), "conf_dir", &q(&cni));
+        c = set_key(&c, &format!("{cri}.cni"), "bin_dir", &q("/usr/lib/cni"));
+    }
+    c
+}
+
+fn install_on_default_config(stack: &str, config_version: i64) {
+    let node = Node::up_on(stack);
+    assert_eq!(node.var("STACK"), stack);
+    fs::write(node.p("restart.sh"), restart_sh()).unwrap();
+    let restart = || {
+        let out = Command::new("bash")
+            .arg(node.p("restart.sh"))
+            .output()
+            .unwrap();
+        ok(&out);
+    };
+    let config = node_config_from_default(stack, &node);
+    assert!(
+        config.contains(&format!("version = {config_version}")),
+        "{stack}: containerd config default is not version {config_version}"
+    );
+    fs::write(node.p("config.toml"), &config).unwrap();
+    restart();
+    // The default config, with no hook anywhere, runs a privileged pod: a working node.
+    let (code, run) = node.run_pod(&pod("before", 1, true), None);
+    assert_eq!(
+        code, 0,
+        "{stack}: default config does not run pods: {run:#}"
+    );
+
+    let policy = node.var("PSS_GUARD_POLICY").to_owned();
+    let out = ok(&node.installer(
+        "install",
+        &["--binary", BIN, "--policy", &policy, "--restart"],
+    ));
+    assert!(out.contains("containerd: restarted"), "{out}");
+    let installed = fs::read_to_string(node.p("config.toml")).unwrap();
+    assert!(
+        installed.contains(&format!("version = {config_version}")),
+        "{stack}: the installer changed the config version:\n{installed}"
+    );
+    // What this containerd itself loaded: the runc handler's base spec is the installed one.
+    let dump = in_stack(
+        stack,
+        &[
+            "containerd",
+            "--config",
+            node.p("config.toml").to_str().unwrap(),
+            "config",
+            "dump",
+        ],
+    );
+    let spec = node.p("pss-guard/specs/base-runtime-spec-runc.json");
+    let want = format!("base_runtime_spec = '{}'", spec.display());
+    let want2 = format!("base_runtime_spec = \"{}\"", spec.display());
+    assert!(
+        dump.contains(&want) || dump.contains(&want2),
+        "{stack}: {want} not in containerd's own config dump:\n{dump}"
+    );
+    let (code, run) = node.run_pod(&pod("priv", 1, true), None);
+    assert_eq!(code, 1, "{stack}: privileged pod not refused: {run:#}");
+    let e = errors(&run).join("\n");
+    assert!(
+        e.contains("pss-guard: container \"c0\" in pod default/priv violates PodSecurity")
+            && e.contains("privileged"),
+        "{e}"
+    );
+    let (code, run) = node.run_pod(&pod("plain", 1, false), None);
+    assert_eq!(code, 0, "{stack}: plain pod refused: {run:#}");
+
+    let out = ok(&node.installer("uninstall", &["--restart"]));
+    assert!(out.contains("restarted"), "{out}");
+    assert_eq!(fs::read_to_string(node.p("config.toml")).unwrap(), config);
+    let before = node.decisions().len();
+    let (code, run) = node.run_pod(&pod("after", 1, true), None);
+    assert_eq!(
+        code, 0,
+        "{stack}: privileged pod refused after uninstall: {run:#}"
+    );
+    assert_eq!(node.decisions().len(), before, "a hook ran after uninstall");
+}
+
+#[test]
+fn install_uninstall_on_containerd_2_default_config_v3() {
+    install_on_default_config("sid", 3);
+}
+
+#[test]
+fn install_uninstall_on_containerd_1_7_default_config_v2() {
+    install_on_default_config("trixie", 2);
 }

@@ -1,6 +1,8 @@
-//! podman running pss-guard from hooks.d, with the hook definition shipped in `hooks/`.
-//! Needs root and Debian's podman, runc and busybox-static (the README test command installs
-//! them); a missing runtime fails the test, it never skips.
+//! podman running pss-guard from hooks.d, with the hook definition shipped in `hooks/`: the
+//! host's podman 4.3 (Debian 12), and podman 5.x + runc 1.3 from the sid tree
+//! (tests/containerd/stack.sh, run inside the tree with the test's directory bound at its own
+//! path). Needs root and Debian's podman, runc and busybox-static (the README test command
+//! installs them); a missing runtime fails the test, it never skips.
 
 mod common;
 
@@ -13,10 +15,12 @@ use serde_json::Value;
 struct Podman {
     node: Node,
     rootfs: PathBuf,
+    /// None: the host's podman; Some(stack): that Debian tree's.
+    stack: Option<&'static str>,
 }
 
 impl Podman {
-    fn new() -> Podman {
+    fn new(stack: Option<&'static str>) -> Podman {
         let node = Node::new("");
         let dir = node.path();
         // Storage of our own, so the test neither sees nor touches the host's containers.
@@ -33,8 +37,17 @@ impl Podman {
         let mut def: Value =
             serde_json::from_slice(&std::fs::read(shipped).expect("hooks/pss-guard.json"))
                 .expect("hook definition is JSON");
-        // The shipped definition, pointed at this build and this test's policy file.
-        def["hook"]["path"] = BIN.into();
+        // The shipped definition, pointed at this build and this test's policy file. In a tree
+        // the hook runs in the tree's mount namespace: the binary goes into the bound dir.
+        let bin = match stack {
+            None => PathBuf::from(BIN),
+            Some(_) => {
+                let b = dir.join("pss-guard");
+                std::fs::copy(BIN, &b).expect("copy pss-guard into the test dir");
+                b
+            }
+        };
+        def["hook"]["path"] = bin.to_string_lossy().into_owned().into();
         def["hook"]["args"].as_array_mut().expect("args").extend([
             "--policy".into(),
             node.policy_path().to_string_lossy().into(),
@@ -63,12 +76,23 @@ impl Podman {
         Podman {
             rootfs: bundle.join("rootfs"),
             node,
+            stack,
         }
     }
 
     fn run(&self, args: &[&str]) -> (bool, String, String) {
         let dir = self.node.path();
-        let out = Command::new("podman")
+        let mut cmd = match self.stack {
+            None => Command::new("podman"),
+            Some(stack) => {
+                let mut c = Command::new("bash");
+                c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containerd/stack.sh"))
+                    .args(["run", stack, "podman"])
+                    .env("EXTRA_BINDS", dir);
+                c
+            }
+        };
+        let out = cmd
             .arg("--root")
             .arg(dir.join("storage"))
             .arg("--runroot")
@@ -103,13 +127,33 @@ impl Drop for Podman {
         // podman leaves its storage's overlay directory mounted.
         let _ = Command::new("umount")
             .arg(self.node.path().join("storage/overlay"))
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
 
 #[test]
 fn podman_hooks_d_refuses_privileges_and_runs_a_plain_container() {
-    let p = Podman::new();
+    hooks_d_refuses_privileges_and_runs_a_plain_container(None);
+}
+
+/// podman 5.x (sid), through the same shipped hooks.d file.
+#[test]
+fn podman_5_hooks_d_refuses_privileges_and_runs_a_plain_container() {
+    hooks_d_refuses_privileges_and_runs_a_plain_container(Some("sid"));
+}
+
+fn hooks_d_refuses_privileges_and_runs_a_plain_container(stack: Option<&'static str>) {
+    let p = Podman::new(stack);
+    if let Some(stack) = stack {
+        let v = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containerd/stack.sh"))
+            .args(["run", stack, "podman", "--version"])
+            .output()
+            .expect("stack.sh");
+        let v = String::from_utf8_lossy(&v.stdout).into_owned();
+        assert!(v.contains("podman version 5."), "{stack}: {v:?}");
+    }
     let (ok, stdout, stderr) = p.run(&["--network", "none"]);
     assert!(ok, "plain podman run refused: {stderr}");
     assert!(stdout.contains("hello from podman"), "{stdout:?}");
@@ -151,7 +195,7 @@ fn podman_hooks_d_refuses_privileges_and_runs_a_plain_container() {
     let recs = p.node.records();
     let kinds: Vec<&str> = recs
         .iter()
-        .map(|r| r["decision"].as_str().unwrap())
+        .map(|r| r["decision"].as_str().expect("decision"))
         .collect();
     assert_eq!(
         kinds,

@@ -9,6 +9,13 @@
 # containerd in a mount namespace of its own (pivot_root into the tree) that sees NODE_DIR at
 # the same path, so the hook binary is copied into NODE_DIR/bin. Nothing of the tree is mounted
 # in the host's mount namespace.
+#
+# --config NAME (default: $PSS_GUARD_NODE_CONFIG, else default) picks the node configuration:
+#   default          containerd's default capability set (with NET_RAW) in the base spec, a
+#                    kubelet without seccompDefault: the policy reads no seccomp as "unset"
+#   seccomp-default  a kubelet with seccompDefault: true (kubelet-sim's seccomp_default) and
+#                    a base spec without NET_RAW: the policy reads no seccomp as "unconfined"
+#                    and the runtime default capabilities lack NET_RAW
 # Everything lives under NODE_DIR (default: a new `mktemp -d`): containerd's config, root,
 # state and socket, the CNI config, the kubelet root the tests use, the pss-guard policy and
 # its decision log. Nothing is written to /etc, /var/lib/containerd or /var/lib/kubelet.
@@ -24,10 +31,26 @@ die() {
 }
 
 stack=${PSS_GUARD_STACK:-bookworm}
-if [[ ${1:-} == --stack ]]; then
-	stack=${2:?node-up: --stack needs bookworm, trixie or sid}
+node_config=${PSS_GUARD_NODE_CONFIG:-default}
+while [[ ${1:-} == --* ]]; do
+	case $1 in
+	--stack) stack=${2:?node-up: --stack needs bookworm, trixie or sid} ;;
+	--config) node_config=${2:?node-up: --config needs default or seccomp-default} ;;
+	*) die "unknown option $1" ;;
+	esac
 	shift 2
-fi
+done
+case $node_config in
+default)
+	seccomp_absent="unset"
+	drop_caps='[]'
+	;;
+seccomp-default)
+	seccomp_absent="unconfined"
+	drop_caps='["CAP_NET_RAW"]'
+	;;
+*) die "unknown node configuration $node_config (default | seccomp-default)" ;;
+esac
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 case $stack in
 bookworm) tree= ;;
@@ -96,7 +119,7 @@ app_alias=registry.k8s.io/pause:latest
 cat >"$node/policy.toml" <<EOF
 enforce = "baseline:latest"
 unidentified = "enforce"
-seccomp_absent = "unset"
+seccomp_absent = "$seccomp_absent"
 
 [exempt]
 namespaces = ["kube-system", "pss-guard"]
@@ -119,11 +142,19 @@ EOF
 # ever sets it to true (for allowPrivilegeEscalation=false), so a true in the base would hide
 # the restricted check's signal.
 in_stack ctr oci spec >"$node/ctr-default-spec.json"
-python3 - "$node/ctr-default-spec.json" "$node/base-spec.json" "$PSS_GUARD_BIN" "$node/policy.toml" "$capture_hook" "$node/captures" <<'EOF'
+python3 - "$node/ctr-default-spec.json" "$node/base-spec.json" "$PSS_GUARD_BIN" "$node/policy.toml" "$capture_hook" "$node/captures" "$drop_caps" <<'EOF'
 import json, sys
-src, dst, hook_bin, policy, capture_hook, capture_dir = sys.argv[1:]
+src, dst, hook_bin, policy, capture_hook, capture_dir, drop_caps = sys.argv[1:]
 spec = json.load(open(src))
 proc = spec.setdefault("process", {})
+drop = set(json.loads(drop_caps))
+for key, caps in proc.get("capabilities", {}).items():
+    proc["capabilities"][key] = [c for c in caps if c not in drop]
+if drop:
+    # The hook's idea of the runtime's default set follows the base spec's.
+    bounding = proc.get("capabilities", {}).get("bounding", [])
+    with open(policy, "a") as f:
+        f.write("\n[capabilities]\nruntime_default = %s\n" % json.dumps(bounding))
 for key in ("rlimits", "apparmorProfile", "noNewPrivileges"):
     proc.pop(key, None)
 spec.get("linux", {}).pop("seccomp", None)
@@ -337,6 +368,7 @@ done
 cat >"$node/env" <<EOF
 NODE_DIR=$node
 STACK=$stack
+NODE_CONFIG=$node_config
 CONTAINERD_VERSION=$(in_stack containerd --version | awk '{print $3}')
 RUNC_VERSION=$(in_stack runc --version | awk 'NR == 1 {print $3}')
 CONTAINERD_SOCKET=$sock

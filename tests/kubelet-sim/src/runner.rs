@@ -82,6 +82,29 @@ pub enum ContainerKind {
     Ephemeral,
 }
 
+/// The pod's volumes some container mounts or uses as a device: kubelet's volume manager
+/// sets up only those (desired_state_of_world_populator: "Skipping unused volume"), so a
+/// volume declared and never mounted leaves nothing on the node.
+fn used_volumes(spec: &PodSpec, all: &[crate::manifest::Volume]) -> Vec<crate::manifest::Volume> {
+    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        names.extend(c.volume_mounts.iter().flatten().map(|m| m.name.clone()));
+        names.extend(c.volume_devices.iter().flatten().map(|d| d.name.clone()));
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        names.extend(c.volume_mounts.iter().flatten().map(|m| m.name.clone()));
+        names.extend(c.volume_devices.iter().flatten().map(|d| d.name.clone()));
+    }
+    all.iter()
+        .filter(|v| names.contains(&v.name))
+        .cloned()
+        .collect()
+}
+
 /// What happened to one container.
 #[derive(Clone, Debug, Serialize)]
 pub struct ContainerRun {
@@ -252,7 +275,8 @@ impl Kubelet {
         }
         let pod_dir = volumes::pod_dir(&self.opts.kubelet_root, &uid);
         fs::create_dir_all(&pod_dir).map_err(|e| Error::Io(pod_dir.clone(), e))?;
-        let volume_paths = match volumes::setup(&self.opts.kubelet_root, &uid, &m.volumes) {
+        let used = used_volumes(spec, &m.volumes);
+        let volume_paths = match volumes::setup(&self.opts.kubelet_root, &uid, &used) {
             Ok(p) => p,
             Err(e) => {
                 run.kubelet_error = Some(format!("FailedMount: {}", chain(&e)));
@@ -329,7 +353,14 @@ impl Kubelet {
         let spec = m.pod.spec.as_ref().ok_or(Error::NoSpec)?;
         let status = self.sandbox_status(sandbox_id).await?;
         let meta = status.metadata.unwrap_or_default();
-        let volume_paths = volumes::setup(&self.opts.kubelet_root, &meta.uid, &m.volumes)?;
+        // The new ephemeral container's mounts count as used too.
+        let mut with_ec = spec.clone();
+        with_ec
+            .ephemeral_containers
+            .get_or_insert_with(Vec::new)
+            .push(ec.clone());
+        let used = used_volumes(&with_ec, &m.volumes);
+        let volume_paths = volumes::setup(&self.opts.kubelet_root, &meta.uid, &used)?;
         let info = self.pod_info(&meta.name, &meta.namespace, &meta.uid, spec);
         let sandbox_config = translate::sandbox_config(&m.pod, spec, &info, &self.opts);
         let ctx = PodContext {

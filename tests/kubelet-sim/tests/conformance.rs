@@ -1,15 +1,31 @@
-//! Conformance with Pod Security Admission over the upstream PSA fixtures (issue 3, item 3).
+//! Conformance with Pod Security Admission over the upstream PSA fixtures (issues 3 and 11).
 //!
 //! Every distinct fixture (deduplicated by content across the version directories of a
 //! level) runs once as a pod on a real containerd node with the policy
 //! `enforce = "<level>:<newest version it appears in>"`; the app and init container specs
-//! the hook saw are then re-checked offline (`pss-guard check --offline`) at every other
-//! version the fixture appears in, since the versions only change the policy.
+//! the hook saw are then re-checked offline (`pss-guard check --offline --json`) at every
+//! other version the fixture appears in, since the versions only change the policy.
 //!
-//! A pass fixture must start. A fail fixture must be refused by pss-guard with
-//! EXPECTATIONS.tsv's substring, or be refused by something else (kubelet admission, the
-//! runtime), or belong to a check listed in NOT_OBSERVABLE with its reason. Anything else
-//! is "wrong" and fails the test. Results: docs/conformance.json and docs/conformance.md.
+//! It runs on the stack `PSS_GUARD_STACK` names (bookworm, trixie, sid) and in both node
+//! configurations (tests/containerd/node-up.sh --config): `default` and `seccomp-default`.
+//! Outcomes, per fixture:
+//!
+//! - **agreed**: a pass fixture started; a fail fixture was refused by pss-guard with
+//!   EXPECTATIONS.tsv's substring.
+//! - **divergent**: a fail fixture started and the hook's own result for the fixture's check
+//!   was `pass`, on purpose: listed in DIVERGENT with the reason and the configurations it
+//!   holds in.
+//! - **not observable**: a fail fixture started and the hook's own result for the fixture's
+//!   check was `not-observable`; the reason is the hook's own detail.
+//! - **refused for an expected other reason**: refused by something else (kubelet
+//!   admission, containerd, or pss-guard on another check), matched against the real error
+//!   by EXPECTED_OTHER.
+//! - **wrong**: anything else; fails the test.
+//!
+//! The report part of each (stack, configuration), docs/conformance/<stack>.<config>.json,
+//! holds no timings and must equal what the run produces (timings go to
+//! target/conformance-timings/); docs/conformance.md is generated from all parts. A run with
+//! `UPDATE_CONFORMANCE=1` rewrites both, and fails when any check's agreed count dropped.
 
 mod common;
 
@@ -21,67 +37,126 @@ use std::time::Instant;
 
 use common::{TestNode, workspace_root};
 use kubelet_sim::{ContainerKind, Kubelet, PodRun, Source, UserNamespaces, load};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Checks whose violations leave no trace in what the hook can read on this node, with the
-/// reason. A fail fixture of one of these that starts is "not observable", not "wrong".
-const NOT_OBSERVABLE: &[(&str, &str)] = &[
+/// Node configurations (node-up.sh --config) and what kubelet-sim does in each.
+const CONFIGS: &[(&str, &str)] = &[
     (
-        "appArmorProfile",
-        "this kernel has no AppArmor: no container gets a profile, so Unconfined looks like every other container",
+        "default",
+        "kubelet without seccompDefault (an unset profile is sent as Unconfined); containerd's default capabilities, NET_RAW included; the policy reads an absent linux.seccomp as unset",
     ),
     (
-        "capabilities_baseline",
-        "adding a capability already in containerd's default set (NET_RAW), or a lower-case name containerd upper-cases (chown -> CAP_CHOWN), leaves the capability sets at the default",
-    ),
-    (
-        "hostPathVolumes",
-        "the fixtures declare the hostPath volume but mount it in no container: an unmounted hostPath leaves nothing in config.json or the kubelet's volume dirs",
-    ),
-    (
-        "hostPorts",
-        "port mappings go to CNI, never into config.json",
-    ),
-    (
-        "hostProbesAndHostLifecycle",
-        "probes and lifecycle handlers run in kubelet; nothing reaches the runtime",
-    ),
-    (
-        "restrictedVolumes",
-        "the fixtures declare the volume but mount it in no container; only the kubelet's plugin dir under pods/<uid>/volumes remains",
-    ),
-    (
-        "runAsNonRoot",
-        "the image runs as uid 65535 (like the real pause image): a non-root uid without runAsNonRoot=true looks the same in config.json",
-    ),
-    (
-        "seLinuxOptions",
-        "SELinux is off and containerd's enable_selinux=false: seLinuxOptions never reach config.json",
-    ),
-    (
-        "seccompProfile_baseline",
-        "kubelet sends Unconfined for an unset profile (seccompDefault off) and containerd writes no linux.seccomp for either: Unconfined = unset at the node",
-    ),
-    (
-        "windowsHostProcess",
-        "a Windows-only field: a Linux runtime spec has no trace of it",
+        "seccomp-default",
+        "kubelet with seccompDefault: true (an unset profile becomes RuntimeDefault); a base runtime spec without NET_RAW (capabilities.runtime_default follows it); the policy reads an absent linux.seccomp as Unconfined (seccomp_absent = \"unconfined\")",
     ),
 ];
 
-/// Pass fixtures this node may legitimately refuse before the hook runs, with the reason.
-const REFUSED_BY_NODE: &[(&str, &str)] = &[
+/// Fail fixtures the hook lets start on purpose: (check, fixture stem prefix, configurations
+/// it holds in ("*" = all), reason). Applies only when the fixture started and the hook's
+/// own result for that check was `pass`.
+const DIVERGENT: &[(&str, &str, &str, &str)] = &[
+    (
+        "capabilities_baseline",
+        "capabilities_baseline0",
+        "default",
+        "adds NET_RAW, which is in containerd's default capability set: the container's capabilities are the runtime default, which the hook allows",
+    ),
+    (
+        "capabilities_baseline",
+        "capabilities_baseline1",
+        "default",
+        "adds NET_RAW, which is in containerd's default capability set: the container's capabilities are the runtime default, which the hook allows",
+    ),
+    (
+        "capabilities_baseline",
+        "capabilities_baseline2",
+        "*",
+        "adds lower-case \"chown\": PSA compares names case-sensitively, containerd upper-cases it to CAP_CHOWN, a default capability, which the hook allows",
+    ),
+    (
+        "seccompProfile_baseline",
+        "seccompprofile_baseline",
+        "default",
+        "Unconfined: without seccompDefault kubelet sends Unconfined for an unset profile too and containerd writes no linux.seccomp for either, so the hook reads the absence as unset (seccomp_absent = \"unset\"), which baseline allows",
+    ),
+    (
+        "seccompProfile_restricted",
+        "seccompprofile_restricted0",
+        "seccomp-default",
+        "leaves the profile unset: with seccompDefault: true kubelet runs it as RuntimeDefault, so the container is confined, which the hook allows; PSA judges the unset field",
+    ),
+    (
+        "seccompProfile_restricted",
+        "seccompprofile_restricted2",
+        "seccomp-default",
+        "leaves the profile unset: with seccompDefault: true kubelet runs it as RuntimeDefault, so the container is confined, which the hook allows; PSA judges the unset field",
+    ),
+    (
+        "seccompProfile_restricted",
+        "seccompprofile_restricted3",
+        "seccomp-default",
+        "leaves the profile unset: with seccompDefault: true kubelet runs it as RuntimeDefault, so the container is confined, which the hook allows; PSA judges the unset field",
+    ),
+    (
+        "runAsNonRoot",
+        "runasnonroot",
+        "*",
+        "the image runs as uid 65535 (like the real pause image): the hook judges the uid the process really gets, non-root, and does not require runAsNonRoot=true on top",
+    ),
+    (
+        "hostPathVolumes",
+        "hostpathvolumes",
+        "*",
+        "the fixture declares the hostPath volume but no container mounts it: kubelet skips unused volumes (\"Skipping unused volume\"), so nothing of it reaches the node",
+    ),
+    (
+        "restrictedVolumes",
+        "restrictedvolumes",
+        "*",
+        "the fixture declares the volume but no container mounts it: kubelet skips unused volumes (\"Skipping unused volume\"), so nothing of it reaches the node",
+    ),
+];
+
+/// Refusals by something other than the fixture's own check that this node is expected to
+/// give: (fixture stem prefix, expected pass/fail, substrings the real error must all
+/// contain, reason).
+const EXPECTED_OTHER: &[(&str, bool, &[&str], &str)] = &[
     (
         "base_windows",
-        "a Windows pod (spec.os.name: windows): kubelet on a Linux node rejects it at admission (PodOSNotSupported)",
+        true,
+        &["PodOSNotSupported"],
+        "a Windows pod (spec.os.name: windows): kubelet on a Linux node rejects it at admission",
     ),
     (
         "procmount1",
-        "Unmasked is allowed only with hostUsers: false, and containerd 1.6 has no pod user namespaces: the container would run with an unmasked /proc in the host user namespace, so pss-guard refuses it (correctly)",
+        true,
+        &["pss-guard: ", "violates PodSecurity", ": procMount ("],
+        "Unmasked is allowed only with hostUsers: false, and this runtime has no pod user namespaces (kubelet drops the field): the container would get an unmasked /proc in the host user namespace, which pss-guard refuses",
     ),
     (
         "selinuxoptions1",
+        true,
+        &["the format of 'level' \"somevalue\" is not correct"],
         "containerd validates the SELinux level even with SELinux off, and \"somevalue\" is not an MLS level: CreateContainer fails",
+    ),
+    (
+        "sysctls0",
+        false,
+        &["SysctlForbidden: forbidden sysctl: \"othersysctl\""],
+        "kubelet's sysctl admission refuses a sysctl outside its allowlist before the runtime sees the pod",
+    ),
+    (
+        "runasuser",
+        false,
+        &["container's runAsUser breaks non-root policy"],
+        "kubelet refuses runAsUser: 0 with runAsNonRoot: true (verifyRunAsNonRoot) before the runtime sees the container",
+    ),
+    (
+        "windowshostprocess",
+        false,
+        &["pss-guard: ", "violates PodSecurity", ": host namespaces ("],
+        "a HostProcess pod must use the host network: pss-guard refuses it for hostNamespaces, the only trace a Linux runtime spec keeps",
     ),
 ];
 
@@ -117,30 +192,6 @@ impl Case {
         self.versions.iter().copied().max().unwrap_or(0)
     }
 }
-
-#[derive(Clone, Debug, Serialize)]
-struct CaseResult {
-    case: String,
-    level: String,
-    fixture: String,
-    check: String,
-    expected: &'static str,
-    versions: String,
-    live_policy: String,
-    outcome: &'static str,
-    detail: String,
-    containers_started: usize,
-    containers: usize,
-    error: Option<String>,
-    offline_disagreements: Vec<String>,
-    pod_seconds: f64,
-}
-
-const VIOLATES: &str = "violates PodSecurity";
-const AGREED: &str = "agreed";
-const OTHER: &str = "refused for another reason";
-const NOT_OBS: &str = "not observable";
-const WRONG: &str = "wrong";
 
 fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("PSA_FIXTURES")
@@ -259,7 +310,40 @@ fn version_ranges(vs: &[u32]) -> String {
     out.join(",")
 }
 
-/// `pss-guard check --offline` of one captured spec: (refused, failing "reason (detail)"s).
+/// One fixture's outcome: everything here is stable between runs (the compared report part).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct CaseResult {
+    case: String,
+    level: String,
+    fixture: String,
+    check: String,
+    expected: String,
+    versions: String,
+    live_policy: String,
+    outcome: String,
+    reason: String,
+    containers_started: usize,
+    containers: usize,
+    offline_disagreements: Vec<String>,
+}
+
+const VIOLATES: &str = "violates PodSecurity";
+const AGREED: &str = "agreed";
+const DIVERGENT_O: &str = "divergent";
+const NOT_OBS: &str = "not observable";
+const OTHER: &str = "refused for an expected other reason";
+const WRONG: &str = "wrong";
+const OUTCOMES: &[&str] = &[AGREED, DIVERGENT_O, NOT_OBS, OTHER, WRONG];
+
+/// What `pss-guard check --offline --json` said about one captured spec.
+struct Offline {
+    refused: bool,
+    /// "reason (detail)" of each failing check, and the error if it could not evaluate.
+    why: String,
+    /// check ID -> (result, detail) as the hook reports it.
+    checks: BTreeMap<String, (String, String)>,
+}
+
 async fn offline_check(
     bin: &Path,
     policy: &Path,
@@ -267,7 +351,7 @@ async fn offline_check(
     sandbox: Option<&Path>,
     level: &str,
     v: u32,
-) -> Result<(bool, String), String> {
+) -> Result<Offline, String> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("check").arg(config).arg("--policy").arg(policy);
     if let Some(s) = sandbox {
@@ -293,32 +377,82 @@ async fn offline_check(
     })?;
     // "error" (could not evaluate) fails closed, like the hook's exit 2.
     let refused = report["decision"] == "refused" || report["decision"] == "error";
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let checks: BTreeMap<String, (String, String)> = report["checks"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| (s(&c["check"]), (s(&c["result"]), s(&c["detail"]))))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut reasons: Vec<String> = report["checks"]
         .as_array()
         .map(|cs| {
             cs.iter()
                 .filter(|c| c["result"] == "fail")
-                .map(|c| {
-                    format!(
-                        "{} ({})",
-                        c["reason"].as_str().unwrap_or(""),
-                        c["detail"].as_str().unwrap_or("")
-                    )
-                })
+                .map(|c| format!("{} ({})", s(&c["reason"]), s(&c["detail"])))
                 .collect()
         })
         .unwrap_or_default();
     if let Some(e) = report["error"].as_str() {
         reasons.push(format!("error: {e}"));
     }
-    Ok((refused, reasons.join(", ")))
+    Ok(Offline {
+        refused,
+        why: reasons.join(", "),
+        checks,
+    })
 }
 
-fn lookup(table: &[(&str, &'static str)], key: &str) -> Option<&'static str> {
-    table.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+/// The hook's result for a check, or for the check that overrides it at this level
+/// (upstream: restricted's restrictedVolumes overrides hostPathVolumes).
+fn hook_result<'a>(
+    checks: &'a BTreeMap<String, (String, String)>,
+    check: &str,
+) -> Option<&'a (String, String)> {
+    checks.get(check).or_else(|| match check {
+        "hostPathVolumes" => checks.get("restrictedVolumes"),
+        _ => None,
+    })
 }
 
-fn classify(case: &Case, run: &PodRun, declared: usize) -> (&'static str, String) {
+fn divergent_reason(case: &Case, config: &str) -> Option<&'static str> {
+    DIVERGENT
+        .iter()
+        .find(|(check, stem, configs, _)| {
+            *check == case.check_id
+                && case.stem.starts_with(stem)
+                && (*configs == "*" || *configs == config)
+        })
+        .map(|(_, _, _, reason)| *reason)
+}
+
+fn expected_other(case: &Case, errors: &str) -> Option<&'static str> {
+    EXPECTED_OTHER
+        .iter()
+        .find(|(stem, pass, needles, _)| {
+            case.stem.starts_with(stem)
+                && *pass == case.expect_pass
+                && needles.iter().all(|n| errors.contains(n))
+        })
+        .map(|(_, _, _, reason)| *reason)
+}
+
+/// The node dir and ids vary between runs: keep them out of the compared report.
+fn stable(text: &str, node: &Path) -> String {
+    text.replace(&node.display().to_string(), "NODE")
+}
+
+/// Classify a live run. `hook` is the hook's own per-check result for the fixture's check on
+/// each captured container (offline, at the live policy).
+fn classify(
+    case: &Case,
+    run: &PodRun,
+    declared: usize,
+    hook: &[(String, String)],
+    config: &str,
+) -> (&'static str, String) {
     let hook_errors: Vec<&str> = run
         .errors()
         .into_iter()
@@ -335,11 +469,8 @@ fn classify(case: &Case, run: &PodRun, declared: usize) -> (&'static str, String
         if run.all_started(declared) {
             return (AGREED, "started".into());
         }
-        return match lookup(REFUSED_BY_NODE, &case.stem) {
+        return match expected_other(case, &all) {
             Some(reason) => (OTHER, reason.to_string()),
-            None if !hook_errors.is_empty() => {
-                (WRONG, format!("pass fixture refused by pss-guard: {all}"))
-            }
             None => (WRONG, format!("pass fixture did not start: {all}")),
         };
     }
@@ -349,27 +480,46 @@ fn classify(case: &Case, run: &PodRun, declared: usize) -> (&'static str, String
             format!("refused by pss-guard with {:?}", case.substring),
         );
     }
-    if !hook_errors.is_empty() {
+    if !run.all_started(declared) {
+        return match expected_other(case, &all) {
+            Some(reason) => (OTHER, reason.to_string()),
+            None => (WRONG, format!("refused, not as expected: {all}")),
+        };
+    }
+    // Started although PSA refuses it: the hook's own word on the check decides.
+    if hook.is_empty() {
         return (
-            OTHER,
-            format!(
-                "pss-guard refused, but not with {:?}: {}",
-                case.substring,
-                hook_errors.join(" | ")
-            ),
+            WRONG,
+            "fail fixture started; no captured spec or no hook result for its check".into(),
         );
     }
-    if !run.all_started(declared) {
-        return (OTHER, format!("refused before the hook: {all}"));
+    if let Some((_, detail)) = hook.iter().find(|(r, _)| r == "not-observable") {
+        return (NOT_OBS, detail.clone());
     }
-    match lookup(NOT_OBSERVABLE, &case.check_id) {
-        Some(reason) => (NOT_OBS, reason.to_string()),
-        None => (WRONG, "fail fixture started".into()),
+    if hook.iter().all(|(r, _)| r == "pass")
+        && let Some(reason) = divergent_reason(case, config)
+    {
+        return (DIVERGENT_O, reason.to_string());
     }
+    let results: Vec<&str> = hook.iter().map(|(r, _)| r.as_str()).collect();
+    (
+        WRONG,
+        format!(
+            "fail fixture started; the hook's {} result: {results:?}",
+            case.check_id
+        ),
+    )
 }
 
 /// Run one fixture as a pod, classify it, re-check its specs offline at every version.
-async fn run_case(node: &TestNode, k: &mut Kubelet, bin: &Path, case: &Case) -> CaseResult {
+/// Returns the stable result and the pod's wall time.
+async fn run_case(
+    node: &TestNode,
+    k: &mut Kubelet,
+    bin: &Path,
+    case: &Case,
+    config: &str,
+) -> (CaseResult, f64) {
     let policy = node.var("PSS_GUARD_POLICY");
     let level = case.level.as_str();
     let live_policy = format!("{level}:v1.{}", case.newest());
@@ -383,10 +533,7 @@ async fn run_case(node: &TestNode, k: &mut Kubelet, bin: &Path, case: &Case) -> 
         .await
         .unwrap_or_else(|e| panic!("{}: {e:?}", case.name()));
     let pod_seconds = t.elapsed().as_secs_f64();
-    let (mut outcome, detail) = classify(case, &run, declared);
 
-    // Offline re-check at every version of the case, on each container the hook saw.
-    let mut disagreements = Vec::new();
     let captured: Vec<(String, PathBuf, Option<PathBuf>)> = run
         .containers
         .iter()
@@ -395,26 +542,39 @@ async fn run_case(node: &TestNode, k: &mut Kubelet, bin: &Path, case: &Case) -> 
             Some((c.name.clone(), cfg, sb))
         })
         .collect();
+    // Offline at every version; the live version's per-check results classify the run.
+    let mut disagreements = Vec::new();
+    let mut hook_word: Vec<(String, String)> = Vec::new();
+    let mut offline: BTreeMap<u32, (bool, String)> = BTreeMap::new();
     for &v in &case.versions {
         let mut refused_any = false;
         let mut reasons = Vec::new();
         for (name, cfg, sb) in &captured {
             match offline_check(bin, &policy, cfg, sb.as_deref(), level, v).await {
-                Ok((refused, why)) => {
-                    refused_any |= refused;
-                    if refused {
-                        reasons.push(format!("{name}: {why}"));
+                Ok(o) => {
+                    refused_any |= o.refused;
+                    if o.refused {
+                        reasons.push(format!("{name}: {}", o.why));
+                    }
+                    if v == case.newest()
+                        && let Some(r) = hook_result(&o.checks, &case.check_id)
+                    {
+                        hook_word.push(r.clone());
                     }
                 }
                 Err(e) => disagreements.push(format!("v1.{v}: {e}")),
             }
         }
-        let why = reasons.join("; ");
-        if case.expect_pass && refused_any && lookup(REFUSED_BY_NODE, &case.stem).is_none() {
+        offline.insert(v, (refused_any, reasons.join("; ")));
+    }
+    let (outcome, reason) = classify(case, &run, declared, &hook_word, config);
+    let mut outcome = outcome;
+    for (v, (refused_any, why)) in &offline {
+        if case.expect_pass && outcome == AGREED && *refused_any {
             disagreements.push(format!("v1.{v}: pass fixture refused offline: {why}"));
         } else if !case.expect_pass
             && outcome == AGREED
-            && !(refused_any && why.contains(&case.substring))
+            && !(*refused_any && why.contains(&case.substring))
         {
             disagreements.push(format!(
                 "v1.{v}: allowed offline (or without {:?}): {why}",
@@ -433,7 +593,7 @@ async fn run_case(node: &TestNode, k: &mut Kubelet, bin: &Path, case: &Case) -> 
         .min_by_key(|c| c.kind != ContainerKind::App);
     if let Some(c) = saved {
         let id = c.container_id.clone().unwrap_or_default();
-        if node.capture(&id).is_some() {
+        if node.capture(&id).is_some() && config == "default" {
             node.save_fixture(
                 &format!("psa-{}", case.name()),
                 &id,
@@ -450,30 +610,32 @@ async fn run_case(node: &TestNode, k: &mut Kubelet, bin: &Path, case: &Case) -> 
             .await
             .unwrap_or_else(|e| panic!("stop {}: {e:?}", case.name()));
     }
-    CaseResult {
-        case: case.name(),
-        level: level.into(),
-        fixture: case.files.first().cloned().unwrap_or_default(),
-        check: case.check_id.clone(),
-        expected: if case.expect_pass { "pass" } else { "fail" },
-        versions: version_ranges(&case.versions),
-        live_policy,
-        outcome,
-        detail,
-        containers_started: run.containers.iter().filter(|c| c.started).count(),
-        containers: declared,
-        error: (!run.errors().is_empty()).then(|| run.errors().join(" | ")),
-        offline_disagreements: disagreements,
+    let node_dir = node.dir.clone();
+    (
+        CaseResult {
+            case: case.name(),
+            level: level.into(),
+            fixture: case.files.first().cloned().unwrap_or_default(),
+            check: case.check_id.clone(),
+            expected: if case.expect_pass { "pass" } else { "fail" }.into(),
+            versions: version_ranges(&case.versions),
+            live_policy,
+            outcome: outcome.into(),
+            reason: stable(&reason, &node_dir),
+            containers_started: run.containers.iter().filter(|c| c.started).count(),
+            containers: declared,
+            offline_disagreements: disagreements.iter().map(|d| stable(d, &node_dir)).collect(),
+        },
         pod_seconds,
-    }
+    )
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn psa_fixtures_conformance() {
+async fn conformance(config: &str) {
     let dir = fixtures_dir();
     let exp = read_expectations(&dir);
     let bin = common::pss_guard_bin();
-    let node = TestNode::up();
+    let stack = common::stack();
+    let node = TestNode::up_with(&stack, config);
     let mut opts = node.options();
     // A cluster admin who allowed the two sysctls PSA v1.37 adds (kubelet's own allowlist
     // does not have them yet): lets the v1.37 pass fixture reach the hook.
@@ -481,9 +643,15 @@ async fn psa_fixtures_conformance() {
         "net.ipv4.tcp_slow_start_after_idle".into(),
         "net.ipv4.tcp_notsent_lowat".into(),
     ];
-    // containerd 1.6 has no pod user namespaces: run hostUsers:false pods as a cluster with
-    // UserNamespacesSupport off would (field dropped), so their other checks still run.
-    opts.user_namespaces = UserNamespaces::Ignore;
+    opts.seccomp_default = config == "seccomp-default";
+    // containerd 2.x + runc 1.3 run pods in user namespaces; 1.6 and 1.7 have none, so run
+    // hostUsers:false pods as a cluster with UserNamespacesSupport off would (field dropped)
+    // and their other checks still run.
+    opts.user_namespaces = if node.version("CONTAINERD_VERSION").starts_with('2') {
+        UserNamespaces::Pod
+    } else {
+        UserNamespaces::Ignore
+    };
     let mut k1 = node.kubelet(opts.clone()).await;
     let mut k2 = node.kubelet(opts).await;
 
@@ -498,7 +666,7 @@ async fn psa_fixtures_conformance() {
         }
     }
     let started = Instant::now();
-    let mut results: Vec<CaseResult> = Vec::new();
+    let mut results: Vec<(CaseResult, f64)> = Vec::new();
     for cases in groups.values() {
         if let Some(first) = cases.first() {
             node.set_enforce(&format!("{}:v1.{}", first.level, first.newest()));
@@ -507,146 +675,318 @@ async fn psa_fixtures_conformance() {
             match pair {
                 [a, b] => {
                     let (ra, rb) = tokio::join!(
-                        run_case(&node, &mut k1, &bin, a),
-                        run_case(&node, &mut k2, &bin, b)
+                        run_case(&node, &mut k1, &bin, a, config),
+                        run_case(&node, &mut k2, &bin, b, config)
                     );
                     results.push(ra);
                     results.push(rb);
                 }
-                [a] => results.push(run_case(&node, &mut k1, &bin, a).await),
+                [a] => results.push(run_case(&node, &mut k1, &bin, a, config).await),
                 _ => {}
             }
         }
     }
     let total = started.elapsed().as_secs_f64();
     results.sort_by(|a, b| {
-        (a.level.as_str(), a.case.as_str()).cmp(&(b.level.as_str(), b.case.as_str()))
+        (a.0.level.as_str(), a.0.case.as_str()).cmp(&(b.0.level.as_str(), b.0.case.as_str()))
     });
-    write_reports(&results, results.len(), total);
+    let versions = (
+        node.version("CONTAINERD_VERSION"),
+        node.version("RUNC_VERSION"),
+    );
+    write_timings(&stack, config, &results, total);
+    let results: Vec<CaseResult> = results.into_iter().map(|(r, _)| r).collect();
 
     if std::env::var("UPDATE_CRI_FIXTURES").as_deref() == Ok("1") {
         dedupe_fixtures();
     }
 
+    // This run's part, whatever happens next: what a failure is compared from.
+    let part = Part {
+        stack: stack.clone(),
+        config: config.into(),
+        containerd: versions.0.clone(),
+        runc: versions.1.clone(),
+        summary: summary(&results),
+        cases: results.clone(),
+    };
+    let text = serde_json::to_string_pretty(&part).expect("part json") + "\n";
+    let _ = fs::write(
+        workspace_root().join(format!("target/conformance-{stack}.{config}.json")),
+        &text,
+    );
     let wrong: Vec<&CaseResult> = results.iter().filter(|r| r.outcome == WRONG).collect();
     assert!(
         wrong.is_empty(),
-        "{} of {} fixtures disagree with PSA (see docs/conformance.md):\n{}",
+        "{} of {} fixtures disagree with PSA on {stack}/{config}:\n{}",
         wrong.len(),
         results.len(),
         wrong
             .iter()
             .map(|r| format!(
                 "  {} [{}]: {} {:?}",
-                r.case, r.check, r.detail, r.offline_disagreements
+                r.case, r.check, r.reason, r.offline_disagreements
             ))
             .collect::<Vec<_>>()
             .join("\n")
     );
+    compare_or_update(&stack, config, part, text);
 }
 
-fn write_reports(results: &[CaseResult], pods: usize, total: f64) {
-    // level -> check -> outcome -> count
-    let mut table: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, usize>>> = BTreeMap::new();
+#[tokio::test(flavor = "current_thread")]
+async fn psa_fixtures_conformance_default() {
+    conformance("default").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn psa_fixtures_conformance_seccomp_default() {
+    conformance("seccomp-default").await;
+}
+
+/// The compared part of the report of one (stack, configuration).
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Part {
+    stack: String,
+    config: String,
+    containerd: String,
+    runc: String,
+    /// level -> check -> outcome -> count
+    summary: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>>,
+    cases: Vec<CaseResult>,
+}
+
+fn summary(results: &[CaseResult]) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> {
+    let mut table: BTreeMap<String, BTreeMap<String, BTreeMap<String, usize>>> = BTreeMap::new();
     for r in results {
         *table
-            .entry(r.level.as_str())
+            .entry(r.level.clone())
             .or_default()
-            .entry(r.check.as_str())
+            .entry(r.check.clone())
             .or_default()
-            .entry(r.outcome)
+            .entry(r.outcome.clone())
             .or_default() += 1;
     }
-    let mean = if pods > 0 { total / pods as f64 } else { 0.0 };
-    // Sandbox + containers started (or refused), per pod, two pods in flight at a time.
-    let latency = if results.is_empty() {
-        0.0
+    table
+}
+
+fn parts_dir() -> PathBuf {
+    workspace_root().join("docs/conformance")
+}
+
+fn part_path(stack: &str, config: &str) -> PathBuf {
+    parts_dir().join(format!("{stack}.{config}.json"))
+}
+
+/// Pod timings of the last run (not committed, never compared).
+fn write_timings(stack: &str, config: &str, results: &[(CaseResult, f64)], total: f64) {
+    let dir = workspace_root().join("target/conformance-timings");
+    let _ = fs::create_dir_all(&dir);
+    let pods = results.len();
+    let mean_latency = if pods > 0 {
+        results.iter().map(|(_, s)| s).sum::<f64>() / pods as f64
     } else {
-        results.iter().map(|r| r.pod_seconds).sum::<f64>() / results.len() as f64
+        0.0
     };
     let report = json!({
-        "generated_by": "tests/kubelet-sim/tests/conformance.rs",
-        "runtime": "containerd (Debian) + runc, driven by kubelet-sim",
-        "pods": pods,
+        "stack": stack, "config": config, "pods": pods, "concurrent_pods": 2,
         "total_seconds": (total * 10.0).round() / 10.0,
-        "mean_seconds_per_pod": (mean * 1000.0).round() / 1000.0,
-        "concurrent_pods": 2,
-        "mean_run_pod_latency_seconds": (latency * 1000.0).round() / 1000.0,
-        "summary": table,
-        "not_observable_reasons": NOT_OBSERVABLE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        "refused_by_node_reasons": REFUSED_BY_NODE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        "cases": results,
+        "mean_wall_seconds_per_pod": if pods > 0 { total / pods as f64 } else { 0.0 },
+        "mean_run_pod_latency_seconds": mean_latency,
+        "pods_seconds": results.iter().map(|(r, s)| (r.case.clone(), *s)).collect::<Vec<_>>(),
     });
-    let docs = workspace_root().join("docs");
-    fs::create_dir_all(&docs).expect("docs dir");
-    let text = serde_json::to_string_pretty(&report).expect("report json") + "\n";
-    fs::write(docs.join("conformance.json"), text).expect("write conformance.json");
+    let _ = fs::write(
+        dir.join(format!("{stack}.{config}.json")),
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+    );
+    eprintln!(
+        "conformance {stack}/{config}: {pods} pods in {total:.1} s ({:.2} s per pod, two at a time)",
+        if pods > 0 { total / pods as f64 } else { 0.0 }
+    );
+}
+
+fn compare_or_update(stack: &str, config: &str, part: Part, text: String) {
+    let path = part_path(stack, config);
+    let committed = fs::read_to_string(&path).ok();
+    let update = std::env::var("UPDATE_CONFORMANCE").as_deref() == Ok("1");
+    // An agreed count may never drop, whatever the mode.
+    if let Some(old) = committed
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Part>(t).ok())
+    {
+        let mut dropped = Vec::new();
+        for (level, checks) in &old.summary {
+            for (check, counts) in checks {
+                let was = counts.get(AGREED).copied().unwrap_or(0);
+                let now = part
+                    .summary
+                    .get(level)
+                    .and_then(|c| c.get(check))
+                    .and_then(|c| c.get(AGREED))
+                    .copied()
+                    .unwrap_or(0);
+                if now < was {
+                    dropped.push(format!("{level}/{check}: agreed {was} -> {now}"));
+                }
+            }
+        }
+        assert!(
+            dropped.is_empty(),
+            "agreed counts dropped on {stack}/{config}:\n{}",
+            dropped.join("\n")
+        );
+    }
+    if update {
+        fs::create_dir_all(parts_dir()).expect("docs/conformance");
+        fs::write(&path, &text).expect("write report part");
+        fs::write(workspace_root().join("docs/conformance.md"), markdown()).expect("write md");
+        return;
+    }
+    let Some(committed) = committed else {
+        panic!(
+            "{} is not committed: run with UPDATE_CONFORMANCE=1 and commit it",
+            path.display()
+        );
+    };
+    if committed != text {
+        let out = workspace_root().join(format!("target/conformance-{stack}.{config}.json"));
+        panic!(
+            "the conformance report for {stack}/{config} differs from the committed {} (this run's is {}; UPDATE_CONFORMANCE=1 rewrites it)",
+            path.display(),
+            out.display()
+        );
+    }
+    let md = fs::read_to_string(workspace_root().join("docs/conformance.md")).unwrap_or_default();
+    assert!(
+        md == markdown(),
+        "docs/conformance.md is not what docs/conformance/*.json generate (UPDATE_CONFORMANCE=1 rewrites it)"
+    );
+}
+
+/// docs/conformance.md from every committed part, stacks in order, then configurations.
+fn markdown() -> String {
+    let mut parts: Vec<Part> = fs::read_dir(parts_dir())
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .filter_map(|e| serde_json::from_str(&fs::read_to_string(e.path()).ok()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let stack_order = |s: &str| ["bookworm", "trixie", "sid"].iter().position(|x| *x == s);
+    let config_order = |c: &str| CONFIGS.iter().position(|(x, _)| *x == c);
+    parts.sort_by_key(|p| (stack_order(&p.stack), config_order(&p.config)));
 
     let mut md = String::new();
     let _ = writeln!(md, "# Conformance with Pod Security Admission\n");
     let _ = writeln!(
         md,
-        "Generated by `tests/kubelet-sim/tests/conformance.rs` on a containerd + runc test node driven by \
-         kubelet-sim (see tests/kubelet-sim/README.md). Each distinct upstream PSA fixture (deduplicated by \
-         content across version directories) ran once as a pod with `enforce = \"<level>:<newest version it \
-         appears in>\"`; the specs the hook saw were re-checked offline at every other version it appears in. \
-         {pods} pods, two at a time: {total:.0} s in all, {mean:.2} s of wall time per pod \
-         ({latency:.2} s from RunPodSandbox to the last StartContainer).\n"
+        "Generated by `tests/kubelet-sim/tests/conformance.rs` (`UPDATE_CONFORMANCE=1`) from \
+         docs/conformance/<stack>.<configuration>.json, which every CI run regenerates and compares. \
+         Each distinct upstream PSA fixture (deduplicated by content across version directories) ran \
+         once as a pod through kubelet-sim on a containerd + runc test node with `enforce = \"<level>:<newest \
+         version it appears in>\"`; the specs the hook saw were re-checked offline at every other version \
+         it appears in. Timings are not part of this report (target/conformance-timings/).\n"
     );
     let _ = writeln!(
         md,
-        "Outcomes: **agreed** (pass fixture started / fail fixture refused by pss-guard with the expected reason), \
-        **refused for another reason** (kubelet admission, the runtime, or pss-guard with a different reason), \
-        **not observable** (started although PSA refuses it; the check leaves no trace at the node), **wrong** (fails the test).\n"
+        "Outcomes: **agreed** (a pass fixture started; a fail fixture was refused by pss-guard with PSA's reason), \
+         **divergent** (a fail fixture started because the hook passes its check on purpose; reason below), \
+         **not observable** (a fail fixture started and the hook itself reported its check as not observable; \
+         the hook's own detail below), **refused for an expected other reason** (kubelet admission, containerd, \
+         or pss-guard on another check, matched against the real error), **wrong** (fails the test).\n"
     );
-    for (level, checks) in &table {
-        let _ = writeln!(md, "## {level}\n");
+    let _ = writeln!(md, "Node configurations:\n");
+    for (name, what) in CONFIGS {
+        let _ = writeln!(md, "- `{name}`: {what}.");
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "| stack | containerd | runc | configuration | fixtures | agreed | divergent | not observable | refused for an expected other reason | wrong |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for p in &parts {
+        let n = |o: &str| p.cases.iter().filter(|c| c.outcome == o).count();
         let _ = writeln!(
             md,
-            "| check | fixtures (pass/fail) | agreed | refused for another reason | not observable | wrong |"
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.stack,
+            p.containerd,
+            p.runc,
+            p.config,
+            p.cases.len(),
+            n(AGREED),
+            n(DIVERGENT_O),
+            n(NOT_OBS),
+            n(OTHER),
+            n(WRONG)
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
-        for (check, counts) in checks {
-            let n = |k: &str| counts.get(k).copied().unwrap_or(0);
-            let of = |e: &str| {
-                results
-                    .iter()
-                    .filter(|r| r.level == *level && r.check == *check && r.expected == e)
-                    .count()
-            };
-            let _ = writeln!(
-                md,
-                "| {check} | {}/{} | {} | {} | {} | {} |",
-                of("pass"),
-                of("fail"),
-                n(AGREED),
-                n(OTHER),
-                n(NOT_OBS),
-                n(WRONG)
-            );
+    }
+    let _ = writeln!(md);
+    for p in &parts {
+        let _ = writeln!(
+            md,
+            "## {} (containerd {}, runc {}), configuration `{}`\n",
+            p.stack, p.containerd, p.runc, p.config
+        );
+        let _ = writeln!(
+            md,
+            "| level | check | fixtures (pass/fail) | agreed | divergent | not observable | refused for an expected other reason | wrong |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for (level, checks) in &p.summary {
+            for (check, counts) in checks {
+                let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+                let of = |e: &str| {
+                    p.cases
+                        .iter()
+                        .filter(|r| r.level == *level && r.check == *check && r.expected == e)
+                        .count()
+                };
+                let _ = writeln!(
+                    md,
+                    "| {level} | {check} | {}/{} | {} | {} | {} | {} | {} |",
+                    of("pass"),
+                    of("fail"),
+                    n(AGREED),
+                    n(DIVERGENT_O),
+                    n(NOT_OBS),
+                    n(OTHER),
+                    n(WRONG)
+                );
+            }
         }
         let _ = writeln!(md);
+        // Non-agreed fixtures grouped by (outcome, check, reason).
+        let mut groups: BTreeMap<(usize, String, String), Vec<String>> = BTreeMap::new();
+        for c in p.cases.iter().filter(|c| c.outcome != AGREED) {
+            let rank = OUTCOMES.iter().position(|o| *o == c.outcome).unwrap_or(0);
+            groups
+                .entry((rank, c.check.clone(), c.reason.clone()))
+                .or_default()
+                .push(format!("{} ({})", c.case, c.expected));
+        }
+        if !groups.is_empty() {
+            let _ = writeln!(md, "| outcome | check | fixtures | reason |");
+            let _ = writeln!(md, "|---|---|---|---|");
+            for ((rank, check, reason), cases) in &groups {
+                let reason: String = reason
+                    .replace('|', "\\|")
+                    .replace('\n', " ")
+                    .chars()
+                    .take(400)
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {check} | {} | {reason} |",
+                    OUTCOMES[*rank],
+                    cases.join(", ")
+                );
+            }
+            let _ = writeln!(md);
+        }
     }
-    let _ = writeln!(md, "## Not observable at the node\n");
-    for (check, reason) in NOT_OBSERVABLE {
-        let _ = writeln!(md, "- `{check}`: {reason}.");
-    }
-    let _ = writeln!(md, "\n## Fixtures not agreed\n");
-    let _ = writeln!(
-        md,
-        "| fixture | check | expected | outcome | versions | detail |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for r in results.iter().filter(|r| r.outcome != AGREED) {
-        let detail = r.detail.replace('|', "\\|").replace('\n', " ");
-        let detail: String = detail.chars().take(300).collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.fixture, r.check, r.expected, r.outcome, r.versions, detail
-        );
-    }
-    fs::write(docs.join("conformance.md"), md).expect("write conformance.md");
+    md
 }
 
 /// Replace `/proc/<pid>/` with `/proc/PID/`.

@@ -67,6 +67,12 @@ impl TestNode {
     /// A node on the given stack, whatever `PSS_GUARD_STACK` says (tests of a feature only
     /// one stack has, such as pod user namespaces on containerd 2.x).
     pub fn up_on(stack: &str) -> TestNode {
+        TestNode::up_with(stack, "default")
+    }
+
+    /// A node on `stack` in node configuration `config` (node-up.sh --config: default or
+    /// seccomp-default).
+    pub fn up_with(stack: &str, config: &str) -> TestNode {
         require_tools();
         let bin = pss_guard_bin();
         let dir = tempfile::Builder::new()
@@ -80,6 +86,7 @@ impl TestNode {
             .arg(&dir)
             .env("PSS_GUARD_BIN", &bin)
             .env("PSS_GUARD_STACK", stack)
+            .env("PSS_GUARD_NODE_CONFIG", config)
             .output()
             .expect("run node-up.sh");
         let mut node = TestNode {
@@ -103,6 +110,11 @@ impl TestNode {
             node.env.get("STACK").map(String::as_str),
             Some(stack),
             "node-up.sh started another stack"
+        );
+        assert_eq!(
+            node.env.get("NODE_CONFIG").map(String::as_str),
+            Some(config),
+            "node-up.sh started another node configuration"
         );
         node
     }
