@@ -10,11 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
-use pss_guard::config::{OWN_NAMESPACE, Policy, SYSTEM_NAMESPACE};
+use std::time::Instant;
+
+use pss_guard::config::{Policy, SYSTEM_NAMESPACE};
 use pss_guard::hook::{self, Options};
 use pss_guard::policy::{self, Ambiguity, Level, LevelVersion, Version};
 use pss_guard::report::{Decision, Kind};
-use pss_guard::spec::{self, Runtime, identity};
+use pss_guard::spec::{self, Identity, LoadError, Loaded, Runtime, Sandbox, identity};
 
 /// Separates the four parts of an input.
 pub const SEP: u8 = 0xFF;
@@ -35,34 +37,32 @@ pub fn run(data: &[u8]) {
     let policy = match std::str::from_utf8(policy_src).map(Policy::from_toml) {
         Ok(Ok(p)) => {
             assert!(p.exempt_namespaces.contains(SYSTEM_NAMESPACE));
-            assert!(p.exempt_namespaces.contains(OWN_NAMESPACE));
             p
         }
         _ => Policy::default(),
     };
-    let sandbox = spec::parse_spec(sandbox, Path::new("sandbox.json")).ok();
     let (id, bundle) = match spec::parse_state(state) {
         Ok(s) => {
-            assert!(spec::is_clean_absolute(s.bundle()));
+            assert!(pss_guard::paths::is_clean_absolute(s.bundle()));
             (s.id().clone(), PathBuf::from(NO_BUNDLE))
         }
         Err(_) => ("fuzz".to_owned(), PathBuf::from(NO_BUNDLE)),
     };
+    let opts = Options {
+        live: false,
+        ..Options::default()
+    };
 
     for runtime in [Runtime::Containerd, Runtime::CriO, Runtime::None] {
-        let opts = Options {
-            runtime,
-            handler: None,
-            enforce: None,
-            live: false,
-            sandbox_file: None,
-        };
-        let parsed = spec::parse_spec(config, Path::new("config.json"));
-        let spec = match parsed {
+        let spec = match spec::parse_spec(config, Path::new("config.json")) {
             Ok(s) => s,
-            Err(e) => {
-                let d = hook::decide_from_state(&policy, &opts, Err(e));
-                assert_eq!(d.kind, Kind::Error);
+            Err(error) => {
+                let failed = Box::new(LoadError {
+                    identity: Identity::default(),
+                    error,
+                });
+                let d = hook::decide(&policy, &opts, Err(failed), None, Instant::now());
+                assert_eq!(d.kind(), Kind::Error);
                 check_decision(&d);
                 return;
             }
@@ -72,19 +72,22 @@ pub fn run(data: &[u8]) {
             // Nothing a spec says is trusted without a runtime that sets it.
             assert!(identity.kube.is_none());
         }
-        let d = hook::decide(&policy, &opts, &spec, identity.clone(), &bundle);
+        // The sandbox spec in memory, as `spec::load` would have found it.
+        let sandbox = spec::parse_spec(sandbox, Path::new("sandbox.json"))
+            .ok()
+            .map(|spec| Sandbox { spec, bundle: None });
+        let loaded = Loaded {
+            spec,
+            bundle: bundle.clone(),
+            identity,
+            sandbox,
+        };
+        let facts = spec::collect(&loaded, &policy, false);
+        let name = loaded.identity.container_name().to_owned();
+        let d = hook::decide(&policy, &opts, Ok(loaded), None, Instant::now());
         check_decision(&d);
 
-        // The evaluation proper, with the sandbox spec in memory.
-        let input = spec::Input {
-            spec: &spec,
-            identity: &identity,
-            bundle: &bundle,
-            sandbox: sandbox.as_ref(),
-            sandbox_bundle: None,
-            live: false,
-        };
-        let Ok(facts) = spec::collect(&input, &policy) else {
+        let Ok(facts) = facts else {
             continue;
         };
         for level in [Level::Baseline, Level::Restricted] {
@@ -93,7 +96,7 @@ pub fn run(data: &[u8]) {
                 let r = policy::evaluate(
                     &facts,
                     lv,
-                    identity.container_name(),
+                    &name,
                     Ambiguity::default(),
                     policy.runtime_default_caps,
                 );
@@ -108,26 +111,26 @@ pub fn run(data: &[u8]) {
 
 /// What every decision must satisfy, whatever it decided.
 fn check_decision(d: &Decision) {
-    match d.kind {
-        Kind::Error => assert!(d.error.is_some(), "an error decision says what failed"),
-        Kind::Exempt => assert!(d.exempt.is_some()),
+    match d.kind() {
+        Kind::Error => assert!(d.error().is_some(), "an error decision says what failed"),
+        Kind::Exempt => assert!(d.exempt().is_some()),
         Kind::Refused => {
-            let r = d.report.as_ref().expect("a refusal has a report");
+            let r = d.report().expect("a refusal has a report");
             assert!(!r.allowed(), "a refusal names a violation");
         }
         Kind::Allowed | Kind::Audit => {
-            assert!(d.error.is_none(), "an error is never allowed");
-            let r = d.report.as_ref().expect("an allowed decision has a report");
+            assert!(d.error().is_none(), "an error is never allowed");
+            let r = d.report().expect("an allowed decision has a report");
             assert!(r.allowed());
         }
     }
     match d.stderr_line() {
         Some(line) => {
-            assert!(matches!(d.kind, Kind::Refused | Kind::Error));
+            assert!(matches!(d.kind(), Kind::Refused | Kind::Error));
             assert!(line.starts_with("pss-guard: "));
             assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
         }
-        None => assert!(!matches!(d.kind, Kind::Refused | Kind::Error)),
+        None => assert!(!matches!(d.kind(), Kind::Refused | Kind::Error)),
     }
     let rec = pss_guard::log::render(d, "node", "2026-01-01T00:00:00Z".to_owned());
     assert_eq!(rec.last(), Some(&b'\n'));

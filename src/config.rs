@@ -7,36 +7,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::facts::CapSet;
-use crate::policy::{Level, LevelVersion};
+use crate::facts::{CONTAINERD_DEFAULT_CAPS, CapSet};
+use crate::policy::{LegacyVolumes, Level, LevelVersion, SeccompAbsent};
 
 pub const DEFAULT_POLICY_PATH: &str = "/etc/pss-guard/policy.toml";
 pub const DEFAULT_LOG_PATH: &str = "/var/log/pss-guard/decisions.log";
-/// pss-guard's own namespace: always exempt, so the DaemonSet that installs and upgrades the hook
-/// can always start.
-pub const OWN_NAMESPACE: &str = "pss-guard";
 /// Always exempt: the cluster's system components must start whatever the policy file says.
+/// pss-guard's own namespace is not: where the hook came from node bootstrap or the CLI it
+/// usually does not exist, and whoever may create it would be exempt. The policy names it where
+/// the DaemonSet runs (the shipped manifests do).
 pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// A policy file larger than this is refused as broken.
 const MAX_POLICY_BYTES: usize = 256 * 1024;
-
-/// containerd's `defaultUnixCaps` (also EKS's base runtime spec and Bottlerocket's default).
-pub const CONTAINERD_DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// What to do with a container that carries no Kubernetes metadata from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -46,27 +28,6 @@ pub enum Unidentified {
     Enforce,
     /// Let it start and log it.
     Allow,
-}
-
-/// How to read a container with no `linux.seccomp`: containerd writes none both for an unset
-/// profile (kubelet `seccompDefault: false`, the EKS default) and for an explicit `Unconfined`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SeccompAbsent {
-    /// Read it as "unset": allowed by baseline, refused by restricted (the default).
-    Unset,
-    /// Read it as `Unconfined`: refused by baseline too. Right only on nodes whose kubelet runs
-    /// with `seccompDefault: true`, where an unset profile becomes RuntimeDefault.
-    Unconfined,
-}
-
-/// Kubelet volume plugins that serve both inline volumes (forbidden by restricted) and
-/// PersistentVolumes (allowed), such as `kubernetes.io~nfs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LegacyVolumes {
-    Allow,
-    Refuse,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +62,7 @@ pub struct Policy {
     pub unidentified: Unidentified,
     pub seccomp_absent: SeccompAbsent,
     pub legacy_volumes: LegacyVolumes,
-    /// Always includes `kube-system` and `pss-guard`.
+    /// Always includes `kube-system`.
     pub exempt_namespaces: BTreeSet<String>,
     /// Image reference patterns; `*` matches any run of characters.
     pub exempt_images: Vec<String>,
@@ -116,7 +77,7 @@ pub struct Policy {
 
 impl Default for Policy {
     /// The built-in safe default: enforce baseline:latest, no audit, exempt only the system
-    /// namespace and pss-guard's own, evaluate unidentified containers, stock runtime paths.
+    /// namespace, evaluate unidentified containers, stock runtime paths.
     fn default() -> Self {
         let mut caps = CapSet::EMPTY;
         if let Ok(set) = CapSet::from_names(CONTAINERD_DEFAULT_CAPS) {
@@ -140,10 +101,7 @@ impl Default for Policy {
 }
 
 fn always_exempt() -> BTreeSet<String> {
-    [SYSTEM_NAMESPACE, OWN_NAMESPACE]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [SYSTEM_NAMESPACE].into_iter().map(String::from).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,9 +173,9 @@ struct RawLog {
 impl Policy {
     /// Reads and validates the policy file.
     pub fn load(path: &Path) -> Result<Policy, ConfigError> {
-        let bytes = crate::spec::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
-            crate::spec::ReadError::Io(e) => ConfigError::Read(e),
-            crate::spec::ReadError::TooLarge => ConfigError::TooLarge,
+        let bytes = crate::bounded::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
+            crate::bounded::ReadError::Io(e) => ConfigError::Read(e),
+            crate::bounded::ReadError::TooLarge => ConfigError::TooLarge,
         })?;
         let text =
             std::str::from_utf8(&bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))?;
@@ -333,14 +291,7 @@ impl Policy {
 }
 
 fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
-    let clean = p.is_absolute()
-        && p.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::RootDir | std::path::Component::Normal(_)
-            )
-        });
-    if clean {
+    if crate::paths::is_clean_absolute(&p) {
         Ok(p)
     } else {
         Err(ConfigError::Invalid(format!(
@@ -392,7 +343,7 @@ mod tests {
         let p = Policy::default();
         assert_eq!(p.enforce.to_string(), "baseline:latest");
         assert!(p.exempt_namespaces.contains("kube-system"));
-        assert!(p.exempt_namespaces.contains("pss-guard"));
+        assert!(!p.exempt_namespaces.contains("pss-guard"));
         assert_eq!(p.unidentified, Unidentified::Enforce);
         assert_eq!(p.runtime_default_caps.pss_names().len(), 14);
     }
@@ -434,9 +385,11 @@ node_name = "n1"
     }
 
     #[test]
-    fn system_namespaces_cannot_be_removed() {
+    fn system_namespace_cannot_be_removed_and_own_namespace_is_opt_in() {
         let p = Policy::from_toml("[exempt]\nnamespaces = []\n").unwrap();
         assert!(p.exempt_namespaces.contains("kube-system"));
+        assert!(!p.exempt_namespaces.contains("pss-guard"));
+        let p = Policy::from_toml("[exempt]\nnamespaces = [\"pss-guard\"]\n").unwrap();
         assert!(p.exempt_namespaces.contains("pss-guard"));
     }
 

@@ -4,6 +4,24 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// containerd's `defaultUnixCaps` (also EKS's base runtime spec and Bottlerocket's default).
+pub const CONTAINERD_DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// A set of Linux capabilities as a bitmask over kernel capability numbers.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSet(u64);
@@ -166,9 +184,10 @@ pub struct Facts {
 impl Facts {
     /// A compliant, unprivileged container as containerd builds it for a pod with no security
     /// settings: the base for unit tests, which then change one fact.
+    #[cfg(test)]
     pub fn compliant_example() -> Facts {
         let mut caps = CapSet::EMPTY;
-        for c in crate::config::CONTAINERD_DEFAULT_CAPS {
+        for c in CONTAINERD_DEFAULT_CAPS {
             if let Ok(cap) = caps::Capability::from_str(c) {
                 caps.insert(cap);
             }

@@ -508,13 +508,13 @@ fn rows() -> Vec<Row> {
         Row {
             input: "containerd pod: sandbox bundle missing",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read",
+            message: "k8s.io/sb1\": No such file or directory (os error 2)",
             make: |n| pod_case(n, "sb1", None, base()),
         },
         Row {
             input: "containerd pod: sandbox config.json not JSON",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read: parsing",
+            message: "(sandbox \"sb1\") holds the pod's sysctls and host namespaces but cannot be read: parsing",
             make: |n| {
                 let c = pod_case(n, "sb1", Some(&sandbox_spec()), base());
                 let sb = n.path().join("k8s.io/sb1/config.json");
@@ -525,7 +525,7 @@ fn rows() -> Vec<Row> {
         Row {
             input: "containerd pod: sandbox config.json unreadable (a FIFO)",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read: reading",
+            message: "(sandbox \"sb1\") holds the pod's sysctls and host namespaces but cannot be read: reading",
             make: |n| {
                 let c = pod_case(n, "sb1", Some(&sandbox_spec()), base());
                 let sb = n.path().join("k8s.io/sb1/config.json");

@@ -7,7 +7,6 @@ pub mod mounts;
 pub mod namespaces;
 pub mod raw;
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -15,7 +14,8 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, State};
 
-use crate::config::Policy;
+use crate::bounded::{ReadError, read_all_bounded, read_bounded, require_regular};
+use crate::config::{Paths, Policy};
 use crate::error::Error;
 use crate::facts::{AppArmor, CapSet, Capabilities, Facts, HostNamespaces};
 pub use identity::{Identity, Runtime};
@@ -25,47 +25,6 @@ use raw::RawSpec;
 pub const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
 /// The state carries the spec's annotations, so it gets the same bound.
 pub const MAX_STATE_BYTES: usize = MAX_SPEC_BYTES;
-
-#[derive(Debug)]
-pub enum ReadError {
-    Io(std::io::Error),
-    TooLarge,
-}
-
-/// Reads at most `limit` bytes; more is an error, never a truncation. Only a regular file is
-/// read: a FIFO would block the open (and the hook) until a writer came.
-pub fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(ReadError::Io)?;
-    require_regular(&f).map_err(ReadError::Io)?;
-    read_all_bounded(f, limit)
-}
-
-fn require_regular(f: &std::fs::File) -> std::io::Result<()> {
-    if f.metadata()?.file_type().is_file() {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
-    }
-}
-
-fn read_all_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    r.take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
-    if buf.len() > limit {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(buf)
-}
 
 fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
     match e {
@@ -142,23 +101,10 @@ pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
     if bundle.as_os_str().is_empty() {
         return Err(Error::NoBundle);
     }
-    if !is_clean_absolute(bundle) {
+    if !crate::paths::is_clean_absolute(bundle) {
         return Err(Error::BundlePath(bundle.clone()));
     }
     Ok(state)
-}
-
-/// Absolute, and no `.`, `..` or empty components (`Path::components` hides `.` and `//`).
-pub fn is_clean_absolute(p: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = p.as_os_str().as_bytes();
-    let Some(rest) = bytes.strip_prefix(b"/") else {
-        return false;
-    };
-    rest.is_empty()
-        || rest
-            .split(|b| *b == b'/')
-            .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 /// Parses a spec already in memory.
@@ -216,19 +162,149 @@ pub fn load_spec_file(path: &Path) -> Result<RawSpec, Error> {
     parse_spec(&bytes, path)
 }
 
+/// How the hook knows which runtime built the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeArg {
+    /// Named by an argument only that runtime's configuration carries: containerd's
+    /// `base_runtime_spec` is read by containerd alone.
+    Named(Runtime),
+    /// Told from where the bundle lies: one hooks.d file serves CRI-O and Podman alike, and
+    /// Podman lets its user set any annotation, `io.container.manager` included.
+    Detect,
+}
+
+impl std::str::FromStr for RuntimeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "detect" => Ok(RuntimeArg::Detect),
+            other => other.parse().map(RuntimeArg::Named).map_err(|_| {
+                format!("unknown runtime {s:?} (expected containerd, cri-o, none or detect)")
+            }),
+        }
+    }
+}
+
+/// What to load: one container's bundle and what is known of it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The OCI container id (the state's `id`; runtimes name the bundle directory after it).
+    pub id: String,
+    pub bundle: PathBuf,
+    /// A spec file named directly (`check FILE`), instead of `<bundle>/config.json`.
+    pub spec_file: Option<PathBuf>,
+    /// An explicit sandbox spec (`check --sandbox`), instead of the sandbox bundle's.
+    pub sandbox_file: Option<PathBuf>,
+    pub runtime: RuntimeArg,
+}
+
+/// A pod sandbox's spec and, when it was found on disk, its bundle.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub spec: RawSpec,
+    pub bundle: Option<PathBuf>,
+}
+
+/// A container's spec with everything found around it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub spec: RawSpec,
+    pub bundle: PathBuf,
+    pub identity: Identity,
+    /// The pod sandbox's spec: present for every Kubernetes app container.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// Why loading stopped, with the identity known by then (so the record still names the pod).
+#[derive(Debug)]
+pub struct LoadError {
+    pub identity: Identity,
+    pub error: Error,
+}
+
+/// Loads the container's spec, tells its runtime and identity, and loads its pod's sandbox spec.
+pub fn load(target: &Target, paths: &Paths) -> Result<Loaded, Box<LoadError>> {
+    let fail = |identity: Identity| move |error| Box::new(LoadError { identity, error });
+    let unknown = Identity {
+        container_id: target.id.clone(),
+        ..Identity::default()
+    };
+    let spec = match &target.spec_file {
+        Some(f) => load_spec_file(f),
+        None => load_bundle_spec(&target.bundle),
+    }
+    .map_err(fail(unknown))?;
+    let runtime = match target.runtime {
+        RuntimeArg::Named(r) => r,
+        RuntimeArg::Detect => detect_runtime(&target.bundle, &target.id, paths),
+    };
+    let identity = identity::identify(runtime, &target.id, &spec);
+    let sandbox_bundle = sandbox_bundle(runtime, &target.bundle, &identity);
+    let sandbox = match (&target.sandbox_file, &sandbox_bundle) {
+        (Some(f), _) => Some(load_spec_file(f)),
+        (None, Some(b)) => Some(load_bundle_spec(b)),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(|e| Error::SandboxSpec {
+        sandbox: identity.sandbox_id().unwrap_or_default().to_owned(),
+        source: Box::new(e),
+    })
+    .map_err(fail(identity.clone()))?;
+    // A pod's app container without its sandbox spec would pass with its pod sysctls unseen.
+    if sandbox.is_none()
+        && runtime != Runtime::None
+        && let Some(k) = identity.kube.as_ref().filter(|k| !k.is_sandbox)
+    {
+        let error = Error::NoSandboxBundle(k.sandbox_id.clone());
+        return Err(Box::new(LoadError { identity, error }));
+    }
+    Ok(Loaded {
+        spec,
+        bundle: target.bundle.clone(),
+        identity,
+        sandbox: sandbox.map(|spec| Sandbox {
+            spec,
+            bundle: if target.sandbox_file.is_some() {
+                None
+            } else {
+                sandbox_bundle
+            },
+        }),
+    })
+}
+
+/// The runtime that wrote a bundle, from its location alone: CRI-O runs a container from
+/// `<runroot>/overlay-containers/<id>/userdata` (its `RunDir`), while Podman runs it from the
+/// same path under the graph root; a Podman user cannot place a bundle in CRI-O's run root
+/// without being root on the node. Anything else has no runtime whose metadata is trusted.
+pub fn detect_runtime(bundle: &Path, id: &str, paths: &Paths) -> Runtime {
+    let crio = paths
+        .crio_runroot
+        .join("overlay-containers")
+        .join(id)
+        .join("userdata");
+    if id_is_one_component(id) && bundle == crio {
+        Runtime::CriO
+    } else {
+        Runtime::None
+    }
+}
+
+fn id_is_one_component(id: &str) -> bool {
+    matches!(
+        Path::new(id).components().collect::<Vec<_>>().as_slice(),
+        [Component::Normal(_)]
+    )
+}
+
 /// Where the runtime keeps the pod sandbox's bundle, for a container of that pod.
 pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> Option<PathBuf> {
     let kube = identity.kube.as_ref()?;
-    if kube.is_sandbox {
+    if kube.is_sandbox || !id_is_one_component(&kube.sandbox_id) {
         return None;
     }
     let sid = &kube.sandbox_id;
-    if !matches!(
-        Path::new(sid).components().collect::<Vec<_>>().as_slice(),
-        [Component::Normal(_)]
-    ) {
-        return None;
-    }
     match runtime {
         // runtime/v2 bundles: <state>/io.containerd.runtime.v2.task/<namespace>/<id>.
         Runtime::Containerd => Some(bundle.parent()?.join(sid)),
@@ -236,18 +312,6 @@ pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> O
         Runtime::CriO => Some(bundle.parent()?.parent()?.join(sid).join("userdata")),
         Runtime::None => None,
     }
-}
-
-/// The container's spec and everything around it that the facts are built from.
-pub struct Input<'a> {
-    pub spec: &'a RawSpec,
-    pub identity: &'a Identity,
-    pub bundle: &'a Path,
-    /// The pod sandbox's spec: required for a Kubernetes container (pod sysctls live there).
-    pub sandbox: Option<&'a RawSpec>,
-    pub sandbox_bundle: Option<&'a Path>,
-    /// The container is being created now, so `/proc/<pid>` paths in its spec are current.
-    pub live: bool,
 }
 
 /// Parses one capability set. A name that is a real capability with one `CAP_` too many
@@ -291,10 +355,14 @@ fn apparmor_enabled() -> bool {
         .unwrap_or(false)
 }
 
-/// Builds the facts. All the I/O of an evaluation happens here.
-pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
-    let spec = input.spec;
-    let path = || input.bundle.join("config.json");
+/// Builds the facts. All the I/O of an evaluation happens here. `live` says the spec belongs to
+/// a container being created now (hook mode, or `check` on a running container's bundle), so
+/// `/proc/<pid>` paths and mount sources in it are current.
+pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Error> {
+    let spec = &loaded.spec;
+    let sandbox = loaded.sandbox.as_ref().map(|s| &s.spec);
+    let identity = &loaded.identity;
+    let path = || loaded.bundle.join("config.json");
     let process = spec
         .process
         .as_ref()
@@ -339,31 +407,31 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
             })
         });
 
-    let ns = |kind| namespaces::is_host(kind, spec, input.sandbox, input.live);
+    let ns = |kind| namespaces::is_host(kind, spec, sandbox, live);
     let host_ns = HostNamespaces {
         network: ns(LinuxNamespaceType::Network)?,
         pid: ns(LinuxNamespaceType::Pid)?,
         ipc: ns(LinuxNamespaceType::Ipc)?,
     };
 
-    let kube = input.identity.kube.as_ref();
+    let kube = identity.kube.as_ref();
     let pod_uid = kube
         .and_then(|k| k.pod_uid.clone())
-        .or_else(|| input.sandbox.and_then(uid_from_log_directory));
+        .or_else(|| sandbox.and_then(uid_from_log_directory));
     if kube.is_some() && pod_uid.is_none() {
-        return Err(Error::NoPodUid(identity::keys::CRI_SANDBOX_UID));
+        return Err(Error::NoPodUid(identity.runtime.pod_uid_key()));
     }
     let roots = mounts::Roots::new(&mounts::RootInputs {
         paths: &policy.paths,
         pod_uid: pod_uid.as_deref(),
-        container_id: &input.identity.container_id,
+        container_id: &identity.container_id,
         sandbox_id: kube.map(|k| k.sandbox_id.as_str()),
-        bundle: input.bundle,
-        sandbox_bundle: input.sandbox_bundle,
+        bundle: &loaded.bundle,
+        sandbox_bundle: loaded.sandbox.as_ref().and_then(|s| s.bundle.as_deref()),
     });
-    let mounts = mounts::classify(spec.mounts(), &roots, input.bundle);
+    let mounts = mounts::classify(spec.mounts(), &roots, &loaded.bundle);
 
-    let mut sysctls: Vec<String> = [Some(spec), input.sandbox]
+    let mut sysctls: Vec<String> = [Some(spec), sandbox]
         .into_iter()
         .flatten()
         .filter_map(|s| s.linux.as_ref()?.sysctl.as_ref())
@@ -393,7 +461,7 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
         sys_writable,
         all_devices,
         host_ns,
-        user_namespace: namespaces::has_user_namespace(spec, input.live),
+        user_namespace: namespaces::has_user_namespace(spec, live),
         mounts,
         sysctls,
         seccomp: linux.is_some_and(|l| l.seccomp.is_some()),
