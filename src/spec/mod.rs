@@ -6,6 +6,7 @@ pub mod identity;
 pub mod mounts;
 pub mod namespaces;
 pub mod raw;
+pub mod scan;
 
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
@@ -39,63 +40,11 @@ fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
     }
 }
 
-/// serde_json's own recursion limit for typed fields; applied to the whole document, so a value
-/// nested deeper in a field no check reads is refused too. Real specs nest fewer than 10 levels.
-pub const MAX_JSON_DEPTH: usize = 128;
-
-/// Refuses JSON that is not UTF-8 or is nested deeper than [`MAX_JSON_DEPTH`]: serde_json
-/// skips ignored fields without checking either, and such a document is not one a runtime wrote.
-/// Returns the text, so that serde_json need not validate every string again (`from_str`).
-fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            return Err(serde::de::Error::custom(format!(
-                "not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            )));
-        }
-    };
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        i += 1;
-        match b {
-            // A string is skipped with one (vectorised) search per escape, not a step per byte:
-            // most of a pod's config.json is strings (the environment alone is most of it).
-            b'"' => loop {
-                let rest = bytes.get(i..).unwrap_or_default();
-                match memchr::memchr2(b'"', b'\\', rest) {
-                    // The escaped byte is skipped with the backslash.
-                    Some(p) if rest.get(p) == Some(&b'\\') => i += p + 2,
-                    Some(p) => {
-                        i += p + 1;
-                        break;
-                    }
-                    None => {
-                        i = bytes.len();
-                        break;
-                    }
-                }
-            },
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(serde::de::Error::custom(format!(
-                        "nested deeper than {MAX_JSON_DEPTH} levels"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(text)
-}
+pub use scan::MAX_JSON_DEPTH;
 
 /// Parses the OCI state and checks that its bundle is a clean absolute path.
 pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
-    let text = check_depth(bytes).map_err(Error::ParseState)?;
+    let text = scan::check(bytes, &raw::STATE_FIELDS).map_err(Error::ParseState)?;
     let state: State = serde_json::from_str(text).map_err(Error::ParseState)?;
     let bundle = state.bundle();
     if bundle.as_os_str().is_empty() {
@@ -109,7 +58,7 @@ pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
 
 /// Parses a spec already in memory.
 pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<RawSpec, Error> {
-    check_depth(bytes)
+    scan::check(bytes, &raw::SPEC_FIELDS)
         .and_then(serde_json::from_str)
         .map_err(|source| Error::ParseSpec {
             path: path.to_owned(),
@@ -508,7 +457,13 @@ mod tests {
         }
     }
 
-    /// The byte-at-a-time scan `check_depth` replaced: the depth it reaches.
+    static NONE: scan::Fields = scan::Fields(&[]);
+
+    fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
+        scan::check(bytes, &NONE)
+    }
+
+    /// A byte-at-a-time scan: the depth it reaches.
     fn reference_depth(bytes: &[u8]) -> usize {
         let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0, false, false);
         for &b in bytes {
