@@ -156,13 +156,15 @@ pub struct Facts {
     /// refuses the request. As the pod wrote them, sorted, unique.
     pub prefixed_caps: Vec<String>,
     /// The full set a privileged container gets on this host (the runtime's bounding set).
-    /// Read only when `proc_unmasked` and `sys_writable` both hold, empty otherwise: it
-    /// decides nothing else.
+    /// Read only when `proc_unmasked` holds and no other privileged trait does, empty
+    /// otherwise: it decides nothing else.
     pub host_caps: CapSet,
     /// `linux.maskedPaths` and `linux.readonlyPaths` are both empty: `/proc` is unmasked.
     pub proc_unmasked: bool,
-    /// `/sys` is mounted without `ro`.
+    /// A sysfs is mounted without `ro`.
     pub sys_writable: bool,
+    /// `/proc/sys` is neither read-only nor masked while other `/proc` paths are masked.
+    pub proc_sys_writable: bool,
     /// The device cgroup allows every device (`{"allow": true, "access": "rwm"}` with no type).
     pub all_devices: bool,
     pub host_ns: HostNamespaces,
@@ -208,6 +210,7 @@ impl Facts {
             host_caps,
             proc_unmasked: false,
             sys_writable: false,
+            proc_sys_writable: false,
             all_devices: false,
             host_ns: HostNamespaces::default(),
             user_namespace: false,

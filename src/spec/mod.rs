@@ -333,14 +333,23 @@ pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Er
     let is_empty = |v: Option<&Vec<String>>| v.is_none_or(|v| v.is_empty());
     let proc_unmasked = is_empty(linux.and_then(|l| l.masked_paths.as_ref()))
         && is_empty(linux.and_then(|l| l.readonly_paths.as_ref()));
+    // Any sysfs mounted without `ro`: runtimes mount /sys read-write only for privileged.
     let sys_writable = spec.mounts().iter().any(|m| {
-        m.destination() == Path::new("/sys")
-            && m.typ().as_deref() == Some("sysfs")
+        m.typ().as_deref() == Some("sysfs")
             && !m
                 .options()
                 .as_deref()
                 .is_some_and(|o| o.iter().any(|s| s == "ro"))
     });
+    // /proc/sys left writable while the rest of /proc is masked: no runtime builds that for
+    // an unprivileged container (kubelet's default lists make it read-only, Unmasked empties
+    // both lists).
+    let covers_proc_sys = |v: Option<&Vec<String>>| {
+        v.is_some_and(|v| v.iter().any(|p| Path::new("/proc/sys").starts_with(p)))
+    };
+    let proc_sys_writable = !proc_unmasked
+        && !covers_proc_sys(linux.and_then(|l| l.readonly_paths.as_ref()))
+        && !covers_proc_sys(linux.and_then(|l| l.masked_paths.as_ref()));
     let all_devices = linux
         .and_then(|l| l.resources.as_ref())
         .and_then(|r| r.devices.as_ref())
@@ -399,15 +408,16 @@ pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Er
     Ok(Facts {
         caps,
         prefixed_caps,
-        // Reading the bounding set costs a prctl per capability; only a container that already
-        // shows the other privileged signs needs it (`is_privileged` reads it only then).
-        host_caps: if proc_unmasked && sys_writable {
+        // Reading the bounding set costs a prctl per capability; only an unmasked /proc with
+        // no other privileged trait needs it (`is_privileged` reads it only then).
+        host_caps: if proc_unmasked && !(sys_writable || proc_sys_writable || all_devices) {
             host_caps()
         } else {
             CapSet::EMPTY
         },
         proc_unmasked,
         sys_writable,
+        proc_sys_writable,
         all_devices,
         host_ns,
         user_namespace: namespaces::has_user_namespace(spec, live),
