@@ -100,3 +100,76 @@ fn a_writable_proc_sys_under_a_masked_proc_is_privileged() {
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(violated(&rec), ["privileged"], "{rec}");
 }
+
+// ---- subPath provenance -------------------------------------------------------------------
+
+/// A containerd pod `default/web` (uid `0a1b2c3d-uid`) whose app container binds `source` at
+/// /data; the hook runs in a private mount namespace after `setup`. Returns exit code and record.
+fn subpath_case(
+    node: &Node,
+    name: &str,
+    setup: &str,
+    source: &std::path::Path,
+) -> (Option<i32>, Value) {
+    let mut s = base_spec(&["/bin/true"]);
+    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
+    s["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/data", "type": "bind", "source": source,
+        "options": ["rbind", "rprivate", "rw"]
+    }));
+    let b = containerd_pod(
+        &node.path().join("k8s.io"),
+        name,
+        &format!("{name}-sb"),
+        Some(&sandbox_spec()),
+        &s,
+    );
+    let before = node.records().len();
+    let mut cmd = in_mount_namespace(setup, &node.hook_command(&["--runtime", "containerd"]));
+    cmd.stdin(std::process::Stdio::piped());
+    let o = run_bounded(cmd, Stdin::Bytes(state(name, &b)), LIMIT);
+    let recs = node.records();
+    assert_eq!(
+        recs.len(),
+        before + 1,
+        "{name}: one record; stderr {:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), recs[before].clone())
+}
+
+#[test]
+fn a_hostpath_subpath_named_like_the_pods_pv_is_a_host_path() {
+    let node =
+        Node::with_policy(|dir| format!("[paths]\nkubelet_root = {:?}\n", dir.join("kubelet")));
+    let pod = node.path().join("kubelet/pods/0a1b2c3d-uid");
+    let pv = pod.join("volumes/kubernetes.io~csi/pvc-1/mount");
+    let sub = |n: u32| pod.join(format!("volume-subpaths/pvc-1/app/{n}"));
+    // kubelet's layout for a PVC bound to PV pvc-1 (here a tmpfs), mounted with subPath
+    // `data`, and for an inline hostPath volume the pod named `pvc-1`, of /etc, with a subPath.
+    let setup = format!(
+        "mkdir -p {pv} {s0} {s1}\n\
+         mount -t tmpfs pv {pv}\n\
+         mkdir -p {pv}/data\n\
+         mount --bind {pv}/data {s0}\n\
+         mount --bind /etc {s1}",
+        pv = pv.display(),
+        s0 = sub(0).display(),
+        s1 = sub(1).display(),
+    );
+    let (code, rec) = subpath_case(&node, "pvc-sub", &setup, &sub(0));
+    assert_eq!(code, Some(0), "the claim's own subPath: {rec}");
+    let (code, rec) = subpath_case(&node, "host-sub", &setup, &sub(1));
+    assert_eq!(code, Some(1), "{rec}");
+    assert_eq!(violated(&rec), ["hostPathVolumes"], "{rec}");
+    // Offline (a saved spec) the claim's own subPath cannot be traced to its volume either.
+    let b = node.path().join("k8s.io/pvc-sub");
+    let o = std::process::Command::new(BIN)
+        .args(["check", "--offline", "--json", "--policy"])
+        .arg(node.policy_path())
+        .arg(&b)
+        .output()
+        .expect("check");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["decision"], "refused", "{v}");
+}

@@ -3,6 +3,7 @@
 //! them into [`Facts`] once, before any check runs.
 
 pub mod identity;
+pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod raw;
@@ -387,7 +388,7 @@ pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Er
         bundle: &loaded.bundle,
         sandbox_bundle: loaded.sandbox.as_ref().and_then(|s| s.bundle.as_deref()),
     });
-    let mounts = mounts::classify(spec.mounts(), &roots, &loaded.bundle);
+    let mounts = mounts::classify(spec.mounts(), &roots, &loaded.bundle, live);
 
     let mut sysctls: Vec<String> = [Some(spec), sandbox]
         .into_iter()
