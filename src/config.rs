@@ -30,6 +30,20 @@ pub enum Unidentified {
     Allow,
 }
 
+/// Whether the runtime applies AppArmor profiles on this node, which decides whether a spec
+/// without `process.apparmorProfile` means Unconfined or says nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppArmorMode {
+    /// As the runtime at hand decides on this host (the default): containerd applies a profile
+    /// only where `/sys/kernel/security/apparmor` exists, the module is enabled and
+    /// `/sbin/apparmor_parser` is installed (`pkg/apparmor`, `hostSupports`); CRI-O and Podman
+    /// where the first two hold (runc's `apparmor.IsEnabled`).
+    Auto,
+    /// The runtime is configured to apply none (containerd `disable_apparmor = true`).
+    Disabled,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Paths {
     pub kubelet_root: PathBuf,
@@ -62,6 +76,7 @@ pub struct Policy {
     pub unidentified: Unidentified,
     pub seccomp_absent: SeccompAbsent,
     pub legacy_volumes: LegacyVolumes,
+    pub apparmor: AppArmorMode,
     /// Always includes `kube-system`.
     pub exempt_namespaces: BTreeSet<String>,
     /// Image reference patterns; `*` matches any run of characters.
@@ -89,6 +104,7 @@ impl Default for Policy {
             unidentified: Unidentified::Enforce,
             seccomp_absent: SeccompAbsent::Unset,
             legacy_volumes: LegacyVolumes::Allow,
+            apparmor: AppArmorMode::Auto,
             exempt_namespaces: always_exempt(),
             exempt_images: Vec::new(),
             exempt_runtime_handlers: BTreeSet::new(),
@@ -123,6 +139,7 @@ struct RawPolicy {
     audit: Option<String>,
     unidentified: Option<Unidentified>,
     seccomp_absent: Option<SeccompAbsent>,
+    apparmor: Option<AppArmorMode>,
     legacy_volume_plugins: Option<LegacyVolumes>,
     #[serde(default)]
     exempt: RawExempt,
@@ -223,6 +240,9 @@ impl Policy {
         }
         if let Some(s) = raw.seccomp_absent {
             p.seccomp_absent = s;
+        }
+        if let Some(a) = raw.apparmor {
+            p.apparmor = a;
         }
         if let Some(l) = raw.legacy_volume_plugins {
             p.legacy_volumes = l;
@@ -357,6 +377,7 @@ audit = "restricted:latest"
 unidentified = "allow"
 seccomp_absent = "unconfined"
 legacy_volume_plugins = "refuse"
+apparmor = "disabled"
 [exempt]
 namespaces = ["monitoring"]
 images = ["registry.example/team/agent:*"]
@@ -382,6 +403,7 @@ node_name = "n1"
         assert_eq!(p.paths.kubelet_root, PathBuf::from("/data/kubelet"));
         assert_eq!(p.runtime_default_caps.pss_names(), vec!["CHOWN"]);
         assert_eq!(p.node_name.as_deref(), Some("n1"));
+        assert_eq!(p.apparmor, AppArmorMode::Disabled);
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub struct BindMount {
 /// The AppArmor view of the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppArmor {
-    /// The host has no AppArmor, so runtimes set no profile and nothing can be observed.
+    /// The runtime applies no AppArmor profile on this host, so nothing can be observed.
     HostDisabled,
     /// `process.apparmorProfile`, or `None` when the spec has none (= unconfined).
     Profile(Option<String>),

@@ -173,3 +173,59 @@ fn a_hostpath_subpath_named_like_the_pods_pv_is_a_host_path() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["decision"], "refused", "{v}");
 }
+
+// ---- AppArmor as the runtime decides it -----------------------------------------------------
+
+/// Runs the hook as containerd's on a pod container without an AppArmor profile (what
+/// containerd writes when it applies none), in a mount namespace where the kernel shows
+/// AppArmor enabled and `/sbin/apparmor_parser` is present or not.
+fn apparmor_case(node: &Node, name: &str, parser: bool) -> (Option<i32>, Value) {
+    let mut s = base_spec(&["/bin/true"]);
+    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
+    let b = containerd_pod(
+        &node.path().join("k8s.io"),
+        name,
+        &format!("{name}-sb"),
+        Some(&sandbox_spec()),
+        &s,
+    );
+    let mut setup = String::from(
+        "mount -t tmpfs sec /sys/kernel/security\n\
+         mkdir /sys/kernel/security/apparmor\n\
+         mount -t tmpfs mod /sys/module\n\
+         mkdir -p /sys/module/apparmor/parameters\n\
+         echo Y > /sys/module/apparmor/parameters/enabled\n",
+    );
+    if parser {
+        // /sbin is /usr/sbin on Debian; nothing after this needs it.
+        setup.push_str("mount -t tmpfs sbin /usr/sbin\ntouch /usr/sbin/apparmor_parser\n");
+    }
+    let before = node.records().len();
+    let cmd = in_mount_namespace(&setup, &node.hook_command(&["--runtime", "containerd"]));
+    let o = run_bounded(cmd, Stdin::Bytes(state(name, &b)), LIMIT);
+    let recs = node.records();
+    assert_eq!(
+        recs.len(),
+        before + 1,
+        "{name}: stderr {:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), recs[before].clone())
+}
+
+#[test]
+fn apparmor_is_judged_only_where_the_runtime_would_apply_a_profile() {
+    let node = Node::new("");
+    // AppArmor in the kernel but no apparmor_parser (Debian without the apparmor package):
+    // containerd applies no profile, so a missing one says nothing.
+    let (code, rec) = apparmor_case(&node, "no-parser", false);
+    assert_eq!(code, Some(0), "{rec}");
+    // With the parser containerd would have applied its default: none means Unconfined.
+    let (code, rec) = apparmor_case(&node, "parser", true);
+    assert_eq!(code, Some(1), "{rec}");
+    assert_eq!(violated(&rec), ["appArmorProfile"], "{rec}");
+    // containerd configured with disable_apparmor = true: the policy says so.
+    let node = Node::new("apparmor = \"disabled\"");
+    let (code, rec) = apparmor_case(&node, "disabled", true);
+    assert_eq!(code, Some(0), "{rec}");
+}

@@ -17,7 +17,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, State};
 
 use crate::bounded::{ReadError, read_all_bounded, read_bounded, require_regular};
-use crate::config::{Paths, Policy};
+use crate::config::{AppArmorMode, Paths, Policy};
 use crate::error::Error;
 use crate::facts::{AppArmor, CapSet, Capabilities, Facts, HostNamespaces};
 pub use identity::{Identity, Runtime};
@@ -299,10 +299,15 @@ fn host_caps() -> CapSet {
     out
 }
 
-fn apparmor_enabled() -> bool {
-    std::fs::read("/sys/module/apparmor/parameters/enabled")
-        .map(|b| b.first() == Some(&b'Y'))
-        .unwrap_or(false)
+/// Whether `runtime` applies AppArmor profiles on this host, as it decides it itself.
+fn apparmor_applied(runtime: Runtime, mode: AppArmorMode) -> bool {
+    if mode == AppArmorMode::Disabled {
+        return false;
+    }
+    let kernel = Path::new("/sys/kernel/security/apparmor").exists()
+        && std::fs::read("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|b| b.first() == Some(&b'Y'));
+    kernel && (runtime != Runtime::Containerd || Path::new("/sbin/apparmor_parser").exists())
 }
 
 /// Builds the facts. All the I/O of an evaluation happens here. `live` says the spec belongs to
@@ -400,7 +405,7 @@ pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Er
     sysctls.dedup();
 
     let profile = process.apparmor_profile.clone().filter(|p| !p.is_empty());
-    let apparmor = if profile.is_some() || apparmor_enabled() {
+    let apparmor = if profile.is_some() || apparmor_applied(identity.runtime, policy.apparmor) {
         AppArmor::Profile(profile)
     } else {
         AppArmor::HostDisabled

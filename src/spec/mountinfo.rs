@@ -72,22 +72,21 @@ fn parse_line(line: &str) -> Option<Mount> {
     let mut f = line.split(' ');
     let (_id, _parent) = (f.next()?, f.next()?);
     let (major, minor) = f.next()?.split_once(':')?;
+    // A root need not be a path: a bind of a namespace file shows `net:[4026532301]`.
     let root = unescape(f.next()?)?;
-    let mount_point = unescape(f.next()?)?;
+    let mount_point = unescape(f.next()?).filter(|p| p.starts_with("/"))?;
     // The separator of the optional fields must follow, or the line is not what it seems.
     f.find(|x| *x == "-")?;
     Some(Mount {
         dev: (major.parse().ok()?, minor.parse().ok()?),
-        root: PathBuf::from(root),
-        mount_point: PathBuf::from(mount_point),
+        root,
+        mount_point,
     })
 }
 
 /// The kernel escapes space, tab, newline and backslash in paths as `\ooo` octal.
-fn unescape(s: &str) -> Option<String> {
-    if !s.starts_with('/') {
-        return None;
-    }
+fn unescape(s: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -102,8 +101,7 @@ fn unescape(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    // Paths are bytes; non-UTF-8 ones cannot be compared with the spec's (UTF-8) sources.
-    String::from_utf8(out).ok()
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
 #[cfg(test)]
@@ -117,6 +115,7 @@ mod tests {
 42 22 0:40 / /var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/s rw shared:9 - tmpfs tmpfs rw
 43 22 0:40 /k /var/lib/kubelet/pods/u1/volume-subpaths/s/app/1 rw shared:9 - tmpfs tmpfs rw
 44 22 254:0 /a\\040b /mnt/with\\040space rw - ext4 /dev/vda rw
+45 30 0:4 net:[4026532301] /run/netns/cni-1 rw shared:6 - nsfs nsfs rw
 ";
 
     #[test]
@@ -170,12 +169,18 @@ mod tests {
     }
 
     #[test]
+    fn this_machines_mount_table_parses() {
+        let t = Table::read().expect("/proc/self/mountinfo parses");
+        assert!(t.at(Path::new("/")).is_some());
+    }
+
+    #[test]
     fn malformed_tables_prove_nothing() {
         for bad in [
             "22 1 254:0 / / rw",
             "22 1 254 / / rw - ext4 a rw",
             "22 1 a:b / / rw - ext4 a rw",
-            "22 1 1:2 relative / rw - ext4 a rw",
+            "22 1 1:2 / relative rw - ext4 a rw",
             "22 1 1:2 /\\04 / rw - ext4 a rw",
         ] {
             assert!(Table::parse(bad).is_none(), "{bad}");
