@@ -305,8 +305,13 @@ impl Policy {
         Ok(p)
     }
 
+    /// Whether `image` matches an exemption: a pinned pattern only at its digest, any other
+    /// pattern as a glob.
     pub fn is_exempt_image(&self, image: &str) -> bool {
-        self.exempt_images.iter().any(|p| glob_match(p, image))
+        self.exempt_images.iter().any(|p| match pinned(p) {
+            Some((repo, digest)) => matches_pinned(repo, digest, image),
+            None => glob_match(p, image),
+        })
     }
 }
 
@@ -322,6 +327,7 @@ fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
 
 /// An image exemption must name at least a registry host and repository: the pod author
 /// chooses the image, so a pattern such as `*` or `*nginx*` would let any pod exempt itself.
+/// A pattern with a digest (`registry.example/team/agent@sha256:<64 hex>`) is pinned: no `*`.
 fn validate_image_pattern(p: &str) -> Result<(), ConfigError> {
     let literal_prefix = p.split('*').next().unwrap_or("");
     if !literal_prefix.contains('/') || literal_prefix.starts_with('/') {
@@ -329,7 +335,41 @@ fn validate_image_pattern(p: &str) -> Result<(), ConfigError> {
             "exempt.images: {p:?} must start with a literal registry and repository (\"registry.example/team/app:*\")"
         )));
     }
+    if p.contains('@') && pinned(p).is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "exempt.images: {p:?} must be \"registry/repository@sha256:<64 hex digits>\" to pin a digest, without \"*\""
+        )));
+    }
     Ok(())
+}
+
+/// `(repository, digest)` of a pinned pattern `repository@sha256:<64 hex>`.
+fn pinned(p: &str) -> Option<(&str, &str)> {
+    let (repo, digest) = p.split_once('@')?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let ok = !repo.contains('*')
+        && hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some((repo, digest))
+}
+
+/// Whether `image` (the reference the runtime recorded) is `repo` at exactly `digest`, with or
+/// without a tag: `repo@sha256:…` or `repo:tag@sha256:…`. The runtime pulled it by that digest,
+/// so its content is the pinned one.
+fn matches_pinned(repo: &str, digest: &str, image: &str) -> bool {
+    let Some((name, d)) = image.split_once('@') else {
+        return false;
+    };
+    if d != digest {
+        return false;
+    }
+    name == repo
+        || name
+            .strip_prefix(repo)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|tag| !tag.is_empty() && !tag.contains(['/', ':']))
 }
 
 /// `*` matches any run of characters (including `/`), everything else literally.
@@ -442,6 +482,35 @@ node_name = "n1"
         let why = why.unwrap();
         assert!(why.contains("cannot be read"), "{why}");
         assert!(why.contains("built-in default"), "{why}");
+    }
+
+    #[test]
+    fn pinned_image_exemptions_match_only_their_digest() {
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let p = Policy::from_toml(&format!(
+            "[exempt]\nimages = [\"registry.example/team/agent@{d}\"]\n"
+        ))
+        .unwrap();
+        assert!(p.is_exempt_image(&format!("registry.example/team/agent@{d}")));
+        assert!(p.is_exempt_image(&format!("registry.example/team/agent:1.2@{d}")));
+        let other = d.replace("0123", "9999");
+        for no in [
+            "registry.example/team/agent:1.2".to_owned(),
+            format!("registry.example/team/agent@{other}"),
+            format!("registry.example/team/agent2@{d}"),
+            format!("registry.example/team/agent/x@{d}"),
+            format!("evil.example/registry.example/team/agent@{d}"),
+        ] {
+            assert!(!p.is_exempt_image(&no), "{no}");
+        }
+        for bad in [
+            "registry.example/team/agent@sha256:abc",
+            "registry.example/team/*@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "registry.example/team/agent@md5:0123",
+        ] {
+            let t = format!("[exempt]\nimages = [{bad:?}]\n");
+            assert!(Policy::from_toml(&t).is_err(), "accepted {bad}");
+        }
     }
 
     #[test]

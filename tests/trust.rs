@@ -229,3 +229,116 @@ fn apparmor_is_judged_only_where_the_runtime_would_apply_a_profile() {
     let (code, rec) = apparmor_case(&node, "disabled", true);
     assert_eq!(code, Some(0), "{rec}");
 }
+
+// ---- PersistentVolumes backed by a host path, image exemptions --------------------------------
+
+/// A privileged-free containerd pod whose container binds `source` (or runs `image`), decided
+/// by the hook as containerd's; returns exit code and record.
+fn pod_case(
+    node: &Node,
+    name: &str,
+    source: Option<&std::path::Path>,
+    image: &str,
+    privileged: bool,
+) -> (Option<i32>, Value) {
+    let mut s = base_spec(&["/bin/true"]);
+    if privileged {
+        make_privileged(&mut s);
+    }
+    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
+    s["annotations"]["io.kubernetes.cri.image-name"] = json!(image);
+    if let Some(src) = source {
+        s["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/data", "type": "bind", "source": src,
+            "options": ["rbind", "rprivate", "rw"]
+        }));
+    }
+    let b = containerd_pod(
+        &node.path().join("k8s.io"),
+        name,
+        &format!("{name}-sb"),
+        Some(&sandbox_spec()),
+        &s,
+    );
+    let before = node.records().len();
+    let o = run_bounded(
+        node.hook_command(&["--runtime", "containerd"]),
+        Stdin::Bytes(state(name, &b)),
+        LIMIT,
+    );
+    let recs = node.records();
+    assert_eq!(
+        recs.len(),
+        before + 1,
+        "{name}: stderr {:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), recs[before].clone())
+}
+
+#[test]
+fn a_claim_on_a_host_path_pv_is_a_host_path_unless_the_provisioners_root_is_allowed() {
+    // kubelet binds a hostPath PersistentVolume's own path, exactly as an inline hostPath
+    // volume's: the node cannot tell them apart. local-path-provisioner (kind, k3s) keeps its
+    // volumes under one root, which the operator allows.
+    let node = Node::new("");
+    let pv = node
+        .path()
+        .join("local-path-provisioner/pvc-1f2e_default_data");
+    std::fs::create_dir_all(&pv).expect("mkdir");
+    let (code, rec) = pod_case(
+        &node,
+        "pv-default",
+        Some(&pv),
+        "registry.example/app:1",
+        false,
+    );
+    assert_eq!(code, Some(1), "{rec}");
+    assert_eq!(violated(&rec), ["hostPathVolumes"], "{rec}");
+    let node = Node::with_policy(|dir| {
+        format!(
+            "[paths]\nallowed_host_paths = [{:?}]\n",
+            dir.join("local-path-provisioner")
+        )
+    });
+    let pv = node
+        .path()
+        .join("local-path-provisioner/pvc-1f2e_default_data");
+    std::fs::create_dir_all(&pv).expect("mkdir");
+    let (code, rec) = pod_case(
+        &node,
+        "pv-allowed",
+        Some(&pv),
+        "registry.example/app:1",
+        false,
+    );
+    assert_eq!(code, Some(0), "{rec}");
+}
+
+#[test]
+fn an_image_exemption_pinned_to_a_digest_exempts_only_that_digest() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let node = Node::new(&format!(
+        "[exempt]\nimages = [\"registry.example/agent@{digest}\"]\n"
+    ));
+    // The exemption is for the image, whatever its pod asks: here privileged.
+    let (code, rec) = pod_case(
+        &node,
+        "pinned",
+        None,
+        &format!("registry.example/agent@{digest}"),
+        true,
+    );
+    assert_eq!(code, Some(0), "{rec}");
+    assert_eq!(rec["decision"], "exempt", "{rec}");
+    for (name, image) in [
+        ("by-tag", "registry.example/agent:1.0".to_owned()),
+        (
+            "other-digest",
+            format!("registry.example/agent@{}", digest.replace("0123", "4567")),
+        ),
+    ] {
+        let (code, rec) = pod_case(&node, name, None, &image, true);
+        assert_eq!(code, Some(1), "{name}: {rec}");
+    }
+}
