@@ -46,6 +46,11 @@ impl Table {
             .map(Table)
     }
 
+    /// Every mount, in the kernel's order.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.0
+    }
+
     /// The mount visible at exactly `path`: the last one mounted there.
     pub fn at(&self, path: &Path) -> Option<&Mount> {
         self.0.iter().rev().find(|m| m.mount_point == path)

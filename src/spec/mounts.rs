@@ -134,38 +134,47 @@ fn classify_in_pod<'t>(
 }
 
 /// A subPath source is managed when what it shows lies inside one of this pod's volumes:
-/// `<pod>/volumes/<plugin>/<name>` (or its CSI `mount` directory), each located in its
-/// filesystem through the mount table, as the source is.
+/// `<pod>/volumes/<plugin>/<name>` (or its CSI `mount` directory).
 fn subpath_origin(table: &Table, pod: &Path, src: &Path) -> MountOrigin {
-    let Some((dev, at)) = table.locate(src) else {
-        return MountOrigin::Host;
-    };
-    let Ok(plugins) = fs::read_dir(pod.join("volumes")) else {
-        return MountOrigin::Host;
-    };
-    for plugin in plugins.flatten() {
-        let Ok(volumes) = fs::read_dir(plugin.path()) else {
-            continue;
-        };
-        for volume in volumes.flatten() {
-            let dir = volume.path();
-            let candidates = [dir.join("mount"), dir];
-            for cand in candidates
-                .iter()
-                .filter(|c| fs::symlink_metadata(c).is_ok())
-            {
-                if let Some((vdev, vat)) = table.locate(cand)
-                    && vdev == dev
-                    && at.starts_with(&vat)
-                {
-                    return MountOrigin::Managed {
-                        plugin: Some(plugin.file_name().to_string_lossy().into_owned()),
-                    };
+    let mut volumes = Vec::new();
+    if let Ok(plugins) = fs::read_dir(pod.join("volumes")) {
+        for plugin in plugins.flatten() {
+            let name = plugin.file_name().to_string_lossy().into_owned();
+            for volume in fs::read_dir(plugin.path()).into_iter().flatten().flatten() {
+                let dir = volume.path();
+                for cand in [dir.join("mount"), dir] {
+                    if fs::symlink_metadata(&cand).is_ok() {
+                        volumes.push((name.clone(), cand));
+                    }
                 }
             }
         }
     }
-    MountOrigin::Host
+    match volume_holding(table, src, &volumes) {
+        Some(plugin) => MountOrigin::Managed {
+            plugin: Some(plugin.to_owned()),
+        },
+        None => MountOrigin::Host,
+    }
+}
+
+/// The plugin of the first of `volumes` (`(plugin, directory)`) whose content holds what `src`
+/// shows: the same filesystem, and `src`'s place in it at or below the volume's, each located
+/// through the mount table.
+pub fn volume_holding<'v>(
+    table: &Table,
+    src: &Path,
+    volumes: &'v [(String, PathBuf)],
+) -> Option<&'v str> {
+    let (dev, at) = table.locate(src)?;
+    volumes
+        .iter()
+        .find(|(_, dir)| {
+            table
+                .locate(dir)
+                .is_some_and(|(vdev, vat)| vdev == dev && at.starts_with(&vat))
+        })
+        .map(|(plugin, _)| plugin.as_str())
 }
 
 /// `bind` or `rbind` in the options, or type `bind`.
