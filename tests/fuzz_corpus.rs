@@ -18,8 +18,8 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
             continue;
         };
         for e in entries {
-            let path = e.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
+            let path = e.expect("corpus entry").path();
+            let data = std::fs::read(&path).expect("corpus input");
             let ok = std::panic::catch_unwind(|| run(&data));
             assert!(ok.is_ok(), "{} fails the harness", path.display());
             n += 1;
