@@ -38,6 +38,10 @@ pub struct Options {
     /// What happens to `hostUsers: false`: containerd 1.6 and 1.7 have no pod user namespaces
     /// (Refuse / Ignore); containerd 2.x with runc 1.2+ has them (Pod).
     pub user_namespaces: UserNamespaces,
+    /// The pid of a process in the runtime's mount namespace, when it is not kubelet-sim's
+    /// (a node whose containerd runs in a Debian tree): subPath binds are made there, as
+    /// kubelet's are in the mount namespace it shares with the runtime. None: our own.
+    pub mount_ns_pid: Option<u32>,
     /// How long to wait for an init container to exit before stopping it (the test images
     /// sleep forever; what matters is that the init container was allowed to start).
     pub init_timeout: Duration,
@@ -55,6 +59,7 @@ impl Options {
             allowed_unsafe_sysctls: Vec::new(),
             user_namespaces: UserNamespaces::Refuse,
             init_timeout: Duration::from_secs(10),
+            mount_ns_pid: None,
         }
     }
 }
@@ -401,7 +406,7 @@ impl Kubelet {
             .await
             .map_err(|s| Error::Cri("RemovePodSandbox", s))?;
         if !meta.uid.is_empty() {
-            volumes::cleanup(&self.opts.kubelet_root, &meta.uid)?;
+            volumes::cleanup(&self.opts.kubelet_root, &meta.uid, self.opts.mount_ns_pid)?;
             let logs = self.log_dir(&meta.namespace, &meta.name, &meta.uid);
             if logs.exists() {
                 fs::remove_dir_all(&logs).map_err(|e| Error::Io(logs.clone(), e))?;
@@ -675,9 +680,16 @@ impl Kubelet {
                 .get(&vm.name)
                 .ok_or_else(|| Error::UnknownVolume(vm.name.clone()))?;
             let host_path = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                Some(sub) => {
-                    volumes::bind_sub_path(root, &ctx.info.uid, &vm.name, vol, &c.name, i, sub)?
-                }
+                Some(sub) => volumes::bind_sub_path(
+                    root,
+                    &ctx.info.uid,
+                    &vm.name,
+                    vol,
+                    &c.name,
+                    i,
+                    sub,
+                    self.opts.mount_ns_pid,
+                )?,
                 None => vol.clone(),
             };
             let propagation = match vm.mount_propagation.as_deref() {

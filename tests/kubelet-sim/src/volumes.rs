@@ -203,6 +203,7 @@ pub fn bind_sub_path(
     container: &str,
     index: usize,
     sub: &str,
+    mount_ns: Option<u32>,
 ) -> Result<PathBuf, Error> {
     check_sub_path(sub)?;
     let source = volume_path.join(sub);
@@ -222,22 +223,52 @@ pub fn bind_sub_path(
         }
         fs::write(&target, b"").map_err(|e| Error::Io(target.clone(), e))?;
     }
-    mount(
-        Some(&source),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| Error::Mount(target.clone(), e))?;
+    match mount_ns {
+        None => mount(
+            Some(&source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::Mount(target.clone(), e))?,
+        Some(pid) => in_mount_ns(pid, &["mount", "--bind"], &[&source, &target])?,
+    }
     Ok(target)
 }
 
+/// Run a mount command in the mount namespace of `pid` (the runtime's, when it is not
+/// ours), with that process's root: the node directory is at the same path there.
+fn in_mount_ns(pid: u32, cmd: &[&str], paths: &[&Path]) -> Result<(), Error> {
+    let target = paths.last().map_or_else(PathBuf::new, |p| p.to_path_buf());
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "-r", "-w", "--"])
+        .args(cmd)
+        .args(paths)
+        .output()
+        .map_err(|e| Error::Io(target.clone(), e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io(
+            target,
+            std::io::Error::other(format!(
+                "{} in the mount namespace of pid {pid}: {}",
+                cmd.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        ))
+    }
+}
+
 /// Unmount what [`bind_sub_path`] mounted for this pod and delete the pod directory.
-pub fn cleanup(kubelet_root: &Path, uid: &str) -> Result<(), Error> {
+pub fn cleanup(kubelet_root: &Path, uid: &str, mount_ns: Option<u32>) -> Result<(), Error> {
     let pod = pod_dir(kubelet_root, uid);
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::Io(PathBuf::from("/proc/self/mountinfo"), e))?;
+    let table = match mount_ns {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/mountinfo")),
+        None => PathBuf::from("/proc/self/mountinfo"),
+    };
+    let mountinfo = fs::read_to_string(&table).map_err(|e| Error::Io(table.clone(), e))?;
     let mut under: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -246,8 +277,11 @@ pub fn cleanup(kubelet_root: &Path, uid: &str) -> Result<(), Error> {
         .collect();
     under.sort();
     for m in under.iter().rev() {
-        nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| Error::Mount(m.clone(), e))?;
+        match mount_ns {
+            None => nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| Error::Mount(m.clone(), e))?,
+            Some(pid) => in_mount_ns(pid, &["umount", "-l"], &[m])?,
+        }
     }
     if pod.exists() {
         fs::remove_dir_all(&pod).map_err(|e| Error::Io(pod.clone(), e))?;

@@ -145,6 +145,11 @@ impl TestNode {
         let mut o = Options::new(self.kubelet_root());
         // The test images sleep forever; an init container that started is what counts.
         o.init_timeout = std::time::Duration::from_millis(0);
+        // A Debian-tree node's containerd has a mount namespace of its own: subPath binds go
+        // there, where kubelet's would be.
+        if self.env.get("STACK").is_some_and(|s| s != "bookworm") {
+            o.mount_ns_pid = self.env.get("CONTAINERD_PID").and_then(|p| p.parse().ok());
+        }
         o
     }
 
