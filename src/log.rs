@@ -34,6 +34,14 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     audit_violations: Vec<ViolationJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    warn_policy: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warn_violations: Vec<ViolationJson<'a>>,
+    /// Where the modes came from: node defaults, namespace labels, command line.
+    policy_from: &'static str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
     exempt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -57,10 +65,14 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         pod: kube.map(|k| k.pod.as_str()),
         pod_uid: kube.and_then(|k| k.pod_uid.as_deref()),
         image: kube.and_then(|k| k.image.as_deref()),
-        policy: d.enforce.to_string(),
+        policy: d.modes.enforce.to_string(),
         violations: d.report().map(violations_json).unwrap_or_default(),
         audit_policy: d.audit().map(|a| a.policy.to_string()),
         audit_violations: d.audit().map(violations_json).unwrap_or_default(),
+        warn_policy: d.warn().map(|w| w.policy.to_string()),
+        warn_violations: d.warn().map(violations_json).unwrap_or_default(),
+        policy_from: d.policy_from.as_str(),
+        notes: &d.notes,
         exempt: d.exempt(),
         error: d.error(),
         policy_error: d.policy_error.as_deref(),

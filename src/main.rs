@@ -37,8 +37,12 @@ const CHECK: Command = Command {
     usage: "\
 pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
     [--version v1.N|latest] [--runtime containerd|cri-o|none|detect] [--sandbox FILE]
-    [--handler NAME] [--id CONTAINER-ID] [--offline] [--json]
-    Evaluate a spec and print every check. Exit 0 allowed, 1 refused, 2 could not evaluate.
+    [--handler NAME] [--id CONTAINER-ID] [--namespace-labels KEY=VALUE[,KEY=VALUE...]]
+    [--offline] [--json]
+    Evaluate a spec and print every check of each mode (enforce, audit, warn). The modes
+    come from --level/--version, else the namespace's labels (--namespace-labels, else the
+    agent's snapshot), else the policy's defaults. Exit 0 allowed, 1 refused, 2 could not
+    evaluate.
 ",
 };
 const INSTALL: Command = Command {
@@ -319,6 +323,10 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
             Long("sandbox") => sandbox_file = Some(path_value(&mut p, c)?),
             Long("offline") => opts.live = false,
             Long("id") => id = Some(value(&mut p, c)?),
+            Long("namespace-labels") => {
+                let text: String = value(&mut p, c)?;
+                opts.namespace_labels = Some(labels(&text).map_err(|e| CliError::usage(c, e))?);
+            }
             Long("json") => json = true,
             other => return Err(CliError::usage(c, other.unexpected())),
         }
@@ -354,6 +362,17 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         print!("{}", decision.render_text());
     }
     Ok(decision.kind().exit_code())
+}
+
+/// `KEY=VALUE[,KEY=VALUE...]`, as a namespace's labels.
+fn labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!("--namespace-labels: {kv:?} is not KEY=VALUE")),
+        })
+        .collect()
 }
 
 fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliError> {
