@@ -15,6 +15,5 @@ pub mod install;
 pub mod log;
 pub mod policy;
 pub mod report;
-pub mod serve;
 pub mod spec;
 pub mod time;

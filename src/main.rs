@@ -28,8 +28,6 @@ usage:
       Take it off again, in reverse order.
   pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
       Decide every running container as the hook would; exit 1 if any would be refused.
-  pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
-      Follow the decision log to stdout and serve Prometheus metrics on /metrics.
   pss-guard version
 ";
 
@@ -59,7 +57,6 @@ fn run() -> Result<u8, String> {
         "install" => install_cmd(parser, false),
         "uninstall" => install_cmd(parser, true),
         "audit" => audit_cmd(parser),
-        "serve" => serve_cmd(parser),
         "version" => {
             println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -314,32 +311,4 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         print!("{}", pss_guard::audit::render_table(&entries, &shown));
     }
     Ok(pss_guard::audit::exit_code(&entries))
-}
-
-fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
-    use pss_guard::serve::{self, ServeOptions};
-    let mut o = ServeOptions {
-        log: pss_guard::config::DEFAULT_LOG_PATH.into(),
-        listen: serve::DEFAULT_LISTEN
-            .parse()
-            .map_err(|e: std::net::AddrParseError| e.to_string())?,
-        node: None,
-        from_start: false,
-        poll: std::time::Duration::from_millis(200),
-    };
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("log") => o.log = p.value().map_err(|e| e.to_string())?.into(),
-            Long("listen") => {
-                o.listen = string(&mut p)?
-                    .parse()
-                    .map_err(|e: std::net::AddrParseError| format!("--listen: {e}"))?
-            }
-            Long("node") => o.node = Some(string(&mut p)?).filter(|n| !n.is_empty()),
-            Long("from-start") => o.from_start = true,
-            other => return Err(other.unexpected().to_string()),
-        }
-    }
-    serve::run(o).map_err(|e| pss_guard::error::chain_of(&e))?;
-    Ok(0)
 }
