@@ -236,7 +236,7 @@ impl Watcher {
 
     async fn watch_namespaces(self: Arc<Self>, client: kube::Client) {
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-        let mut events = pin!(watcher(api, watcher::Config::default()).default_backoff());
+        let mut events = pin!(watcher(api, list_config()).default_backoff());
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(ev) => {
@@ -253,7 +253,7 @@ impl Watcher {
 
     async fn watch_runtime_classes(self: Arc<Self>, client: kube::Client) {
         let api: Api<RuntimeClass> = Api::all(client);
-        let mut events = pin!(watcher(api, watcher::Config::default()).default_backoff());
+        let mut events = pin!(watcher(api, list_config()).default_backoff());
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(ev) => {
@@ -279,10 +279,23 @@ impl Watcher {
 
     async fn write_loop(self: Arc<Self>) {
         let mut last: Option<(Vec<u8>, Instant)> = None;
+        let mut warned = false;
         loop {
             tokio::select! {
                 _ = self.changed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            // The hook reads `written` to judge staleness; say here too why it stopped moving.
+            if let Some((_, at)) = &last {
+                let stale = at.elapsed() >= 2 * self.refresh;
+                if stale && !warned {
+                    eprintln!(
+                        "pss-guard-agent: snapshot {} not refreshed for {} s: the watches are failing, the hook keeps the last snapshot",
+                        self.path.display(),
+                        at.elapsed().as_secs()
+                    );
+                }
+                warned = stale;
             }
             let Some((key, file)) = self.cluster().render(SystemTime::now()) else {
                 continue;
@@ -319,6 +332,13 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Lists are served from the API server's watch cache (`resourceVersion=0`) rather than a quorum
+/// read from etcd: every node runs an agent, and a snapshot that is a moment behind is corrected
+/// by the watch that follows. Pagination does not apply to such lists.
+fn list_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
 }
 
 /// `kube::runtime::watcher` with the imports in one place.

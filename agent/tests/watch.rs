@@ -45,6 +45,8 @@ struct ApiState {
     watches: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
     /// `Accept` headers of requests for namespaces.
     ns_accept: Vec<String>,
+    /// Query strings of list (not watch) requests.
+    list_queries: Vec<String>,
 }
 
 fn line<T: serde::Serialize>(ev: &WatchEvent<T>) -> Bytes {
@@ -224,6 +226,8 @@ fn handle(req: &Request<Incoming>, api: &Mutex<ApiState>) -> Response<Body> {
         return full(StatusCode::NOT_FOUND, serde_json::to_vec(&status).unwrap());
     }
     if !watch {
+        let q = req.uri().query().unwrap_or("").to_owned();
+        st.list_queries.push(q);
         let body = st.list(&path);
         return full(StatusCode::OK, body);
     }
