@@ -62,7 +62,12 @@ pub fn process_line(line: &[u8], node: Option<&str>, shared: &Shared) -> Option<
 pub fn run(opts: &FollowOptions, shared: &Shared) {
     let mut at_end = !opts.from_start;
     loop {
-        if let Err(e) = follow(opts, shared, &mut at_end) {
+        // A bug must not leave `/metrics` claiming the follower is up: a panic is a failure too.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            follow(opts, shared, &mut at_end)
+        }))
+        .unwrap_or_else(|_| Err(io::Error::other("the follower panicked")));
+        if let Err(e) = res {
             let msg = format!("following {}: {e}", opts.log.display());
             eprintln!("pss-guard-agent: {msg}");
             let mut st = shared.status();

@@ -101,6 +101,9 @@ impl<V: PartialEq> Tracked<V> {
 pub struct Cluster {
     pub namespaces: Tracked<BTreeMap<String, String>>,
     pub runtime_classes: Tracked<String>,
+    /// Bumped by every event, so the writer renders only after a change or when a refresh
+    /// is due.
+    pub generation: u64,
 }
 
 #[derive(Serialize)]
@@ -228,10 +231,30 @@ impl Watcher {
                 }
             }
         };
-        let ns = tokio::spawn(Arc::clone(&self).watch_namespaces(client.clone()));
-        let rc = tokio::spawn(Arc::clone(&self).watch_runtime_classes(client));
+        let ns = tokio::spawn(Arc::clone(&self).supervise(NAMESPACES, client.clone()));
+        let rc = tokio::spawn(Arc::clone(&self).supervise(RUNTIME_CLASSES, client));
         let w = tokio::spawn(Arc::clone(&self).write_loop());
         let _ = tokio::join!(ns, rc, w);
+    }
+
+    /// Runs one watch and starts it again if it ever ends or panics (a watcher stream does not
+    /// end by itself): a dead watch must show as failing, not as the last state it reported.
+    async fn supervise(self: Arc<Self>, resource: &'static str, client: kube::Client) {
+        loop {
+            let me = Arc::clone(&self);
+            let c = client.clone();
+            let task = if resource == NAMESPACES {
+                tokio::spawn(me.watch_namespaces(c))
+            } else {
+                tokio::spawn(me.watch_runtime_classes(c))
+            };
+            let why = match task.await {
+                Ok(()) => "the watch stream ended".to_owned(),
+                Err(e) => format!("the watch task failed: {e}"),
+            };
+            self.record_error(resource, why);
+            tokio::time::sleep(CLIENT_RETRY).await;
+        }
     }
 
     async fn watch_namespaces(self: Arc<Self>, client: kube::Client) {
@@ -242,6 +265,7 @@ impl Watcher {
                 Ok(ev) => {
                     let mut c = self.cluster();
                     let relisted = c.namespaces.apply(ev, namespace_entry);
+                    c.generation += 1;
                     let n = c.namespaces.live.len();
                     drop(c);
                     self.record_event(NAMESPACES, relisted, n);
@@ -259,6 +283,7 @@ impl Watcher {
                 Ok(ev) => {
                     let mut c = self.cluster();
                     let relisted = c.runtime_classes.apply(ev, runtime_class_entry);
+                    c.generation += 1;
                     let n = c.runtime_classes.live.len();
                     drop(c);
                     self.record_event(RUNTIME_CLASSES, relisted, n);
@@ -278,7 +303,8 @@ impl Watcher {
     }
 
     async fn write_loop(self: Arc<Self>) {
-        let mut last: Option<(Vec<u8>, Instant)> = None;
+        // (content without `written`, generation rendered, when written)
+        let mut last: Option<(Vec<u8>, u64, Instant)> = None;
         let mut warned = false;
         loop {
             tokio::select! {
@@ -286,7 +312,7 @@ impl Watcher {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             // The hook reads `written` to judge staleness; say here too why it stopped moving.
-            if let Some((_, at)) = &last {
+            if let Some((_, _, at)) = &last {
                 let stale = at.elapsed() >= 2 * self.refresh;
                 if stale && !warned {
                     eprintln!(
@@ -297,14 +323,22 @@ impl Watcher {
                 }
                 warned = stale;
             }
-            let Some((key, file)) = self.cluster().render(SystemTime::now()) else {
+            let refresh_due = last
+                .as_ref()
+                .is_some_and(|(_, _, at)| at.elapsed() >= self.refresh && self.healthy());
+            let (rendered, generation) = {
+                let c = self.cluster();
+                if !refresh_due && last.as_ref().is_some_and(|(_, g, _)| *g == c.generation) {
+                    continue;
+                }
+                (c.render(SystemTime::now()), c.generation)
+            };
+            let Some((key, file)) = rendered else {
                 continue;
             };
-            let due = match &last {
-                None => true,
-                Some((k, at)) => *k != key || (at.elapsed() >= self.refresh && self.healthy()),
-            };
-            if !due {
+            let changed = last.as_ref().is_none_or(|(k, _, _)| *k != key);
+            if !changed && !refresh_due {
+                last = last.map(|(k, _, at)| (k, generation, at));
                 continue;
             }
             let path = self.path.clone();
@@ -317,7 +351,7 @@ impl Watcher {
                 Ok(Ok(())) => {
                     st.snapshot.writes += 1;
                     st.snapshot.last_error = None;
-                    last = Some((key, Instant::now()));
+                    last = Some((key, generation, Instant::now()));
                 }
                 Ok(Err(e)) => {
                     let msg = format!("writing snapshot {}: {e}", self.path.display());
