@@ -43,15 +43,17 @@ fn agent_prints_every_decision_with_the_node_name_across_rotation_and_counts_the
     assert_eq!(a.next()["decision"], "allowed");
 
     // Rotation by rename, with a writer that opened the old file just before the rename: its
-    // record lands in decisions.log.1 after the new file exists, and must still be read.
+    // record lands in decisions.log.1 after the rename, and must still be read.
     let log = node.log_path();
     let old = log.with_extension("log.1");
     let mut late = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::fs::rename(&log, &old).unwrap();
-    node.decide("team-a", "c3", true);
+    // Once the follower has seen the rename, a follower that moved on at once would miss this.
+    a.wait_metrics(&["pss_guard_log_rotations_total 1"]);
     late.write_all(b"{\"decision\":\"allowed\",\"container_id\":\"late\",\"namespace\":\"team-b\",\"policy\":\"baseline:latest\"}\n")
         .unwrap();
     drop(late);
+    node.decide("team-a", "c3", true);
     let mut ids: Vec<String> = (0..2)
         .map(|_| a.next()["container_id"].as_str().unwrap().to_owned())
         .collect();
