@@ -7,12 +7,14 @@
 //! a log record and an exit code.
 
 pub mod audit;
+pub mod bounded;
 pub mod config;
 pub mod error;
 pub mod facts;
 pub mod hook;
 pub mod install;
 pub mod log;
+pub mod paths;
 pub mod policy;
 pub mod report;
 pub mod spec;

@@ -50,7 +50,7 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
     let rec = Record {
         time,
         node,
-        decision: d.kind,
+        decision: d.kind(),
         container_id: &d.identity.container_id,
         container: d.identity.container_name(),
         namespace: kube.map(|k| k.namespace.as_str()),
@@ -58,13 +58,13 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         pod_uid: kube.and_then(|k| k.pod_uid.as_deref()),
         image: kube.and_then(|k| k.image.as_deref()),
         policy: d.enforce.to_string(),
-        violations: d.report.as_ref().map(violations_json).unwrap_or_default(),
-        audit_policy: d.audit.as_ref().map(|a| a.policy.to_string()),
-        audit_violations: d.audit.as_ref().map(violations_json).unwrap_or_default(),
-        exempt: d.exempt.as_deref(),
-        error: d.error.as_deref(),
+        violations: d.report().map(violations_json).unwrap_or_default(),
+        audit_policy: d.audit().map(|a| a.policy.to_string()),
+        audit_violations: d.audit().map(violations_json).unwrap_or_default(),
+        exempt: d.exempt(),
+        error: d.error(),
         policy_error: d.policy_error.as_deref(),
-        note: d.note.as_deref(),
+        note: d.identity.note.as_deref(),
         eval_us: d.eval_us,
     };
     let mut line = serde_json::to_vec(&rec).unwrap_or_else(|_| b"{}".to_vec());
