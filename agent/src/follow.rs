@@ -4,14 +4,15 @@
 //! Rotation by rename (`decisions.log` becomes `decisions.log.1` and the hook starts a new
 //! `decisions.log`): the old file stays open and is read to its end, until it has been quiet for
 //! [`ROTATION_GRACE`] (a hook that opened it just before the rename may still append one record),
-//! then the new file is read from its start. Truncation in place (copytruncate) restarts at
+//! then the file that followed it is read from its start: `decisions.log`, or, when more
+//! rotations happened meanwhile, the rotated file one number below the old one's new name. Truncation in place (copytruncate) restarts at
 //! offset 0. A missing log is waited for; any other failure (unreadable, a directory) marks the
 //! follower down in `/metrics` and `/readyz` and is retried: the HTTP side keeps answering.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,6 +23,8 @@ use crate::status::Shared;
 pub const MAX_LINE: usize = 1024 * 1024;
 /// How long a renamed log must stay quiet before the follower moves to the new file.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(1);
+/// Rotated files looked at when finding the one that followed a rotated file.
+const MAX_ROTATED: u32 = 64;
 /// Pause before following again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -95,7 +98,8 @@ fn emit(line: &[u8], opts: &FollowOptions, shared: &Shared) {
     }
 }
 
-/// Follows one file from open until it is replaced (`Ok`) or fails (`Err`).
+/// Follows the log from an open by path, and each file that followed it in rotation, until
+/// the chain is lost (`Ok`: open by path again) or reading fails (`Err`).
 fn follow(opts: &FollowOptions, shared: &Shared, at_end: &mut bool) -> io::Result<()> {
     let f = match File::open(&opts.log) {
         Ok(f) => f,
@@ -108,6 +112,55 @@ fn follow(opts: &FollowOptions, shared: &Shared, at_end: &mut bool) -> io::Resul
         }
         Err(e) => return Err(e),
     };
+    let mut next = Some(f);
+    while let Some(f) = next.take() {
+        next = follow_file(f, opts, shared, at_end)?;
+    }
+    Ok(())
+}
+
+/// `<log>.<n>`, the name the hook's rotation gives the n-th newest rotated file.
+fn rotated_path(log: &Path, n: u32) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
+}
+
+/// The file that came after `id` in rotation: rotation shifts `<log>.1 .. <log>.N-1` up by one
+/// and renames `<log>` to `<log>.1`, so if `id` is now `<log>.k`, its successor is `<log>.k-1`
+/// (or `<log>` for k = 1). Every candidate is opened before it is matched, so a rotation during
+/// the scan cannot hand over the wrong file; `None` when `id` is not found (then the caller
+/// opens `<log>` by path, and files rotated in between are skipped).
+fn successor(log: &Path, id: (u64, u64)) -> Option<File> {
+    let mut newer: Option<File> = None;
+    for n in 0..=MAX_ROTATED {
+        let path = if n == 0 {
+            log.to_path_buf()
+        } else {
+            rotated_path(log, n)
+        };
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(_) if n == 0 => continue,
+            Err(_) => return None,
+        };
+        let m = f.metadata().ok()?;
+        if (m.dev(), m.ino()) == id {
+            return newer;
+        }
+        newer = Some(f);
+    }
+    None
+}
+
+/// Reads one file to its end and on, until it has been rotated away and stayed quiet for the
+/// grace period; returns the file that followed it, if known.
+fn follow_file(
+    f: File,
+    opts: &FollowOptions,
+    shared: &Shared,
+    at_end: &mut bool,
+) -> io::Result<Option<File>> {
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
@@ -148,7 +201,11 @@ fn follow(opts: &FollowOptions, shared: &Shared, at_end: &mut bool) -> io::Resul
         }
         if let Some(t) = rotated {
             if t.elapsed() >= ROTATION_GRACE {
-                break;
+                if !buf.is_empty() && !skipping {
+                    // A record cut off at the end of a rotated file: never completed.
+                    shared.metrics().unparsed();
+                }
+                return Ok(successor(&opts.log, id));
             }
             std::thread::sleep(opts.poll);
             continue;
@@ -175,11 +232,6 @@ fn follow(opts: &FollowOptions, shared: &Shared, at_end: &mut bool) -> io::Resul
             Err(e) => return Err(e),
         }
     }
-    if !buf.is_empty() && !skipping {
-        // A record cut off at the end of a rotated file: never completed.
-        shared.metrics().unparsed();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

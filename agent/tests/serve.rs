@@ -236,3 +236,54 @@ fn sigterm_stops_the_agent_with_status_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// What the hook's rotation does: `<log>.1 .. <log>.keep-1` shift up by one, `<log>` becomes
+/// `<log>.1`.
+fn rotate(log: &std::path::Path, keep: u32) {
+    let rotated = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(rotated(n), rotated(n + 1));
+    }
+    std::fs::rename(log, rotated(1)).unwrap();
+}
+
+#[test]
+fn every_record_of_a_burst_across_several_quick_rotations_is_printed_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.log");
+    // The follower has the (empty) log open before the burst starts.
+    std::fs::write(&log, "").unwrap();
+    let a = Agent::start(&["--no-watch", "--log", log.to_str().unwrap()], &[]);
+    a.wait_metrics(&["pss_guard_log_follower_up 1"]);
+    // Five rotations within a few milliseconds, far inside the follower's grace period: it must
+    // walk from each rotated file to the next one, not jump to the newest.
+    for i in 0..300 {
+        if i > 0 && i % 50 == 0 {
+            rotate(&log, 10);
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(
+            f,
+            "{{\"decision\":\"allowed\",\"container_id\":\"c{i}\",\"namespace\":\"burst\",\"policy\":\"baseline:latest\"}}"
+        )
+        .unwrap();
+    }
+    let ids: Vec<String> = (0..300)
+        .map(|_| a.next()["container_id"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+    assert_eq!(ids, want);
+    a.wait_metrics(&[
+        "pss_guard_decisions_total{decision=\"allowed\",namespace=\"burst\"} 300",
+        "pss_guard_log_rotations_total 5",
+        "pss_guard_log_unparsed_total 0",
+    ]);
+    assert!(
+        a.lines.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a record was printed twice"
+    );
+}
