@@ -18,7 +18,6 @@ pub mod paths;
 pub mod policy;
 pub mod psa;
 pub mod report;
-pub mod serve;
 pub mod snapshot;
 pub mod spec;
 pub mod time;

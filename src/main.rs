@@ -70,13 +70,6 @@ pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
     Decide every running container as the hook would; exit 1 if any would be refused.
 ",
 };
-const SERVE: Command = Command {
-    name: "serve",
-    usage: "\
-pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
-    Follow the decision log to stdout and serve Prometheus metrics on /metrics.
-",
-};
 const VERSION: Command = Command {
     name: "version",
     usage: "\
@@ -84,9 +77,7 @@ pss-guard version (or --version)
     Print the version.
 ",
 };
-const COMMANDS: [&Command; 7] = [
-    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &SERVE, &VERSION,
-];
+const COMMANDS: [&Command; 6] = [&HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &VERSION];
 
 fn usage() -> String {
     let mut out = String::from("usage:\n");
@@ -164,7 +155,6 @@ fn run() -> Result<u8, CliError> {
         "install" => install_cmd(parser, &INSTALL),
         "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
-        "serve" => serve_cmd(parser),
         "version" => {
             no_arguments(parser, &VERSION)?;
             Ok(version())
@@ -473,28 +463,4 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         print!("{}", pss_guard::audit::render_table(&entries, &shown));
     }
     Ok(pss_guard::audit::exit_code(&entries))
-}
-
-fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
-    use pss_guard::serve::{self, ServeOptions};
-    let c = &SERVE;
-    let mut o = ServeOptions {
-        log: pss_guard::config::DEFAULT_LOG_PATH.into(),
-        listen: ([0, 0, 0, 0], 9713).into(),
-        node: None,
-        from_start: false,
-        poll: std::time::Duration::from_millis(200),
-    };
-    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
-        match arg {
-            Long("help") | Short('h') => return Ok(print_usage(c)),
-            Long("log") => o.log = path_value(&mut p, c)?,
-            Long("listen") => o.listen = value(&mut p, c)?,
-            Long("node") => o.node = Some(value::<String>(&mut p, c)?).filter(|n| !n.is_empty()),
-            Long("from-start") => o.from_start = true,
-            other => return Err(CliError::usage(c, other.unexpected())),
-        }
-    }
-    serve::run(o).map_err(CliError::failed)?;
-    Ok(0)
 }
