@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod health;
 pub mod hook;
 pub mod install;
 pub mod log;

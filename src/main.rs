@@ -28,6 +28,9 @@ usage:
       Take it off again, in reverse order.
   pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
       Decide every running container as the hook would; exit 1 if any would be refused.
+  pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
+      [--containerd-config PATH] [--hooks-dir DIR] [--proc DIR]
+      Whether the hook is wired on this node: exit 0 healthy, 1 unhealthy.
   pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
       Follow the decision log to stdout and serve Prometheus metrics on /metrics.
   pss-guard version
@@ -60,6 +63,7 @@ fn run() -> Result<u8, String> {
         "uninstall" => install_cmd(parser, true),
         "audit" => audit_cmd(parser),
         "serve" => serve_cmd(parser),
+        "health" => health_cmd(parser),
         "version" => {
             println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -270,7 +274,10 @@ fn install_cmd(mut p: lexopt::Parser, uninstall: bool) -> Result<u8, String> {
     };
     let outcome = result.map_err(|e| pss_guard::error::chain_of(&e))?;
     print!("{outcome}");
-    Ok(0)
+    match outcome.incomplete {
+        Some(why) => Err(why),
+        None => Ok(0),
+    }
 }
 
 fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
@@ -307,6 +314,16 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
         &policy.paths.crio_runroot,
         &policy.paths.crio_root,
     );
+    if found.is_empty()
+        && let Some(why) = pss_guard::audit::no_runtime_state(
+            &root,
+            &policy.paths.containerd_state,
+            &policy.paths.crio_runroot,
+            &policy.paths.crio_root,
+        )
+    {
+        return Err(why);
+    }
     let entries = pss_guard::audit::audit(&policy, found, enforce);
     if json {
         println!("{}", pss_guard::audit::to_json(&entries, &shown));
@@ -342,4 +359,34 @@ fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
     }
     serve::run(o).map_err(|e| pss_guard::error::chain_of(&e))?;
     Ok(0)
+}
+
+fn health_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+    let mut o = pss_guard::health::HealthOptions::default();
+    let mut json = false;
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        let path = |p: &mut lexopt::Parser| -> Result<PathBuf, String> {
+            Ok(p.value().map_err(|e| e.to_string())?.into())
+        };
+        match arg {
+            Long("root") => o.root = path(&mut p)?,
+            Long("bin-path") => o.bin_path = path(&mut p)?,
+            Long("policy-path") => o.policy_path = path(&mut p)?,
+            Long("containerd-config") => o.containerd_config = path(&mut p)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path(&mut p)?),
+            Long("proc") => o.proc_dir = path(&mut p)?,
+            Long("json") => json = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let report = pss_guard::health::check(&o);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(u8::from(!report.healthy))
 }
