@@ -3,6 +3,9 @@
 //! burst is found whole, exactly once, in `decisions.log` and its rotated files. Records carry
 //! the schema version.
 
+// Test helpers: a panic is how a failed step reports itself.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
