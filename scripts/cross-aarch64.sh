@@ -8,7 +8,9 @@
 # static-pie x86_64 binary, so it runs the aarch64 pss-guard on the host without binfmt_misc
 # (nothing system-wide is registered).
 #
-# usage: scripts/cross-aarch64.sh build [debug|release]   the binary, path printed last
+# usage: scripts/cross-aarch64.sh prepare                  the tree and its packages only
+#        scripts/cross-aarch64.sh build [debug|release] [PACKAGE...]
+#                   the packages' binaries (default: pss-guard), pss-guard's path printed last
 #        scripts/cross-aarch64.sh test                    build (debug), then run the hook
 #                   contract tests (tests/cli.rs) and the fixture test (tests/fixtures.rs)
 #                   with every pss-guard they start being the aarch64 one under qemu-aarch64
@@ -20,7 +22,8 @@ repo=$PWD
 tree=${PSS_GUARD_CROSS_TREE:-/var/cache/pss-guard/cross-sid}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 target=aarch64-unknown-linux-gnu
-packages=(rustc cargo libstd-rust-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64 qemu-user ca-certificates)
+# kustomize (5.8 in sid; bookworm has none) renders the manifests in the test suite.
+packages=(rustc cargo libstd-rust-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64 qemu-user kustomize ca-certificates)
 # sid's Release files are short-lived; a mirror snapshot may be past Valid-Until.
 registry=${CARGO_HOME:-$HOME/.cargo}/registry
 apt_opts=(-o Acquire::Check-Valid-Until=false -o APT::Get::Assume-Yes=true)
@@ -66,8 +69,10 @@ prepare() {
 }
 
 build() {
-	local profile=${1:-debug} flag=()
+	local profile=${1:-debug} flag=() pkgs=()
+	shift || true
 	[[ $profile == release ]] && flag=(--release)
+	for p in "${@:-pss-guard}"; do pkgs+=(-p "$p"); done
 	prepare
 	# The crates come from the host's cargo (its network set-up: proxies, CA bundles), and
 	# the tree's cargo builds offline from the same registry.
@@ -76,7 +81,7 @@ build() {
 	in_tree env CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/src/target/cross \
 		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 		RUSTFLAGS="-C target-feature=+crt-static" \
-		bash -c "cd /src && cargo build --offline --locked --target $target ${flag[*]} --bins" >&2
+		bash -c "cd /src && cargo build --offline --locked --target $target ${flag[*]} ${pkgs[*]} --bins" >&2
 	local bin=$repo/target/cross/$target/$profile/pss-guard
 	local machine
 	machine=$(od -An -tu2 -j18 -N2 "$bin" | tr -d ' ')
@@ -115,10 +120,14 @@ for l in sys.stdin:
 }
 
 case ${1:-} in
-build) build "${2:-debug}" ;;
+prepare) prepare ;;
+build)
+	shift
+	build "$@"
+	;;
 test) run_tests ;;
 *)
-	echo "usage: $0 build [debug|release] | test" >&2
+	echo "usage: $0 prepare | build [debug|release] | test" >&2
 	exit 2
 	;;
 esac
