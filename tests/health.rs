@@ -374,6 +374,24 @@ fn a_root_with_no_runtime_is_unhealthy_and_install_refuses_it() {
 }
 
 #[test]
+fn install_refuses_bottlerocket() {
+    let host = Host::new();
+    std::fs::write(
+        host.p("etc/os-release"),
+        "NAME=Bottlerocket\nID=bottlerocket\nVERSION_ID=1.30.0\n",
+    )
+    .unwrap();
+    let o = host.installer("install", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Bottlerocket") && err.contains("BOTTLEROCKET.md"),
+        "{err}"
+    );
+    assert!(!host.p("usr/local/bin/pss-guard").exists());
+}
+
+#[test]
 fn install_refuses_a_binary_for_another_cpu() {
     let host = Host::new();
     let foreign = host.p("pss-guard-foreign");

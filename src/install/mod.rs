@@ -68,6 +68,10 @@ pub enum InstallError {
         "no runtime to wire below {0:?}: no containerd config at {1:?} or containerd binary, no CRI-O or Podman (pass --only, --containerd-config or --hooks-dir if they are elsewhere)"
     )]
     NoRuntime(PathBuf, PathBuf),
+    #[error(
+        "this node runs Bottlerocket ({0:?} says ID=bottlerocket): its containerd config cannot carry a hook; see node-config/BOTTLEROCKET.md"
+    )]
+    Bottlerocket(PathBuf),
     #[error("{0:?} cannot run as this node's hook; nothing installed")]
     Elf(PathBuf, #[source] elf::ElfError),
 }
@@ -288,6 +292,7 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
     };
     let binary = std::fs::read(&src).map_err(|e| InstallError::BinarySource(src.clone(), e))?;
     check_binary(&src)?;
+    refuse_bottlerocket(opts)?;
     let with_containerd = use_containerd(opts);
     let with_hooksd = use_hooksd(opts);
     if !with_containerd && !with_hooksd {
@@ -431,6 +436,20 @@ fn check_binary(src: &Path) -> Result<(), InstallError> {
     let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || !said.starts_with("pss-guard ") {
         return Err(InstallError::NotPssGuard(src.to_owned(), said));
+    }
+    Ok(())
+}
+
+/// Bottlerocket renders containerd's config from its settings at every boot and has no hook
+/// setting: a hook written there would be lost, or name a binary its read-only root cannot hold.
+fn refuse_bottlerocket(opts: &Options) -> Result<(), InstallError> {
+    let os_release = Path::new("/etc/os-release");
+    let text = files::read_optional(&opts.host(os_release))?.unwrap_or_default();
+    let bottlerocket = String::from_utf8_lossy(&text)
+        .lines()
+        .any(|l| l.trim() == "ID=bottlerocket" || l.trim() == "ID=\"bottlerocket\"");
+    if bottlerocket {
+        return Err(InstallError::Bottlerocket(os_release.to_owned()));
     }
     Ok(())
 }

@@ -78,6 +78,14 @@ pub fn from_crio(root: &Path) -> RuntimePaths {
     out
 }
 
+/// The runtime directories of the host at `root`: containerd's config at `containerd_config`
+/// (a host path) and CRI-O's. For whatever writes the policy onto a node (the installer, the
+/// agent's policy sync), so a policy from a ConfigMap gets the node's own `[paths]`.
+pub fn for_host(root: &Path, containerd_config: &Path) -> RuntimePaths {
+    let text = std::fs::read_to_string(under(root, containerd_config)).unwrap_or_default();
+    from_containerd(&text).merge(from_crio(root))
+}
+
 impl RuntimePaths {
     pub fn merge(self, other: RuntimePaths) -> RuntimePaths {
         RuntimePaths {
