@@ -7,20 +7,27 @@ mod common;
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pss_guard::config::Policy;
 use pss_guard::hook::{self, Options};
 use pss_guard::policy::{self, Ambiguity};
-use pss_guard::spec::{self, Runtime, identity};
+use pss_guard::spec::{self, Loaded, Runtime, RuntimeArg, Sandbox, identity};
 
-fn options() -> Options {
-    Options {
-        runtime: Runtime::Containerd,
-        handler: None,
-        enforce: None,
-        live: true,
-        sandbox_file: None,
+/// The app container's spec and its sandbox's, in memory as `spec::load` returns them.
+fn loaded(app: &[u8], sandbox: &[u8], node: &common::Node) -> Loaded {
+    let l = &node.layout;
+    let spec = spec::parse_spec(app, Path::new("config.json")).expect("app spec");
+    let sb = spec::parse_spec(sandbox, Path::new("config.json")).expect("sandbox spec");
+    Loaded {
+        identity: identity::identify(Runtime::Containerd, &l.container_id, &spec),
+        spec,
+        bundle: l.bundle(),
+        sandbox: Some(Sandbox {
+            spec: sb,
+            bundle: Some(l.sandbox_bundle()),
+        }),
     }
 }
 
@@ -31,26 +38,13 @@ fn parse_and_evaluate(
     policy: &Policy,
     node: &common::Node,
 ) -> (policy::Report, Option<policy::Report>) {
-    let l = &node.layout;
-    let spec = spec::parse_spec(app, Path::new("config.json")).expect("app spec");
-    let sb = spec::parse_spec(sandbox, Path::new("config.json")).expect("sandbox spec");
-    let id = identity::identify(Runtime::Containerd, &l.container_id, &spec);
-    let bundle = l.bundle();
-    let sandbox_bundle = l.sandbox_bundle();
-    let input = spec::Input {
-        spec: &spec,
-        identity: &id,
-        bundle: &bundle,
-        sandbox: Some(&sb),
-        sandbox_bundle: Some(&sandbox_bundle),
-        live: true,
-    };
-    let facts = spec::collect(&input, policy).expect("facts");
+    let loaded = loaded(app, sandbox, node);
+    let facts = spec::collect(&loaded, policy, true).expect("facts");
     let ambiguity = Ambiguity {
         seccomp_absent: policy.seccomp_absent,
         legacy_volumes: policy.legacy_volumes,
     };
-    let name = id.container_name();
+    let name = loaded.identity.container_name();
     let run = |lv| policy::evaluate(&facts, lv, name, ambiguity, policy.runtime_default_caps);
     (run(policy.enforce), policy.audit.map(run))
 }
@@ -93,23 +87,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("parse_sandbox_spec", |b| {
         b.iter(|| spec::parse_spec(black_box(&node.sandbox_json), Path::new("config.json")))
     });
-    let app = spec::parse_spec(&node.app_json, Path::new("config.json")).expect("app");
-    let sb = spec::parse_spec(&node.sandbox_json, Path::new("config.json")).expect("sandbox");
-    let id = identity::identify(Runtime::Containerd, &l.container_id, &app);
-    let bundle = l.bundle();
-    let sandbox_bundle = l.sandbox_bundle();
-    let input = spec::Input {
-        spec: &app,
-        identity: &id,
-        bundle: &bundle,
-        sandbox: Some(&sb),
-        sandbox_bundle: Some(&sandbox_bundle),
-        live: true,
-    };
+    let input = loaded(&node.app_json, &node.sandbox_json, &node);
     g.bench_function("collect_facts", |b| {
-        b.iter(|| spec::collect(black_box(&input), &policy).expect("facts"))
+        b.iter(|| spec::collect(black_box(&input), &policy, true).expect("facts"))
     });
-    let facts = spec::collect(&input, &policy).expect("facts");
+    let facts = spec::collect(&input, &policy, true).expect("facts");
     let ambiguity = Ambiguity {
         seccomp_absent: policy.seccomp_absent,
         legacy_volumes: policy.legacy_volumes,
@@ -132,11 +114,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| Policy::load(black_box(&node.policy_path())).expect("policy"))
     });
     let state = l.state(node.sandbox.pid());
-    let opts = options();
+    let opts = Options::default();
+    let containerd = RuntimeArg::Named(Runtime::Containerd);
+    let decide = |state: Vec<u8>| {
+        let loaded = hook::load_from_state(Ok(state), containerd, &policy);
+        hook::decide(&policy, &opts, loaded, None, Instant::now())
+    };
     g.bench_function("decide_from_state", |b| {
-        b.iter(|| hook::decide_from_state(&policy, &opts, Ok(black_box(state.clone()))))
+        b.iter(|| decide(black_box(state.clone())))
     });
-    let d = hook::decide_from_state(&policy, &opts, Ok(state.clone()));
+    let d = decide(state.clone());
     g.bench_function("render_log_record", |b| {
         b.iter(|| {
             pss_guard::log::render(

@@ -532,7 +532,7 @@ fn runc_overhead(rounds: usize) -> Vec<String> {
 fn bundles(count: usize) -> Vec<String> {
     use pss_guard::config::Policy;
     use pss_guard::hook::{self, Options};
-    use pss_guard::spec::{self, Runtime};
+    use pss_guard::spec::{self, Runtime, RuntimeArg, Target};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = common::Sandbox::start();
@@ -585,26 +585,22 @@ fn bundles(count: usize) -> Vec<String> {
     // table: the evaluation alone.
     let started = Instant::now();
     let policy = Policy::load(&policy_path).expect("policy");
-    let opts = Options {
-        runtime: Runtime::Containerd,
-        handler: None,
-        enforce: None,
-        live: true,
-        sandbox_file: None,
-    };
+    let opts = Options::default();
     let mut refused = 0;
     for b in &bundles {
-        let spec = spec::load_bundle_spec(b).expect("spec");
-        let id = b
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let identity = spec::identity::identify(opts.runtime, &id, &spec);
-        if hook::decide(&policy, &opts, &spec, identity, b)
-            .kind
-            .exit_code()
-            != 0
-        {
+        let target = Target {
+            id: b
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bundle: b.clone(),
+            spec_file: None,
+            sandbox_file: None,
+            runtime: RuntimeArg::Named(Runtime::Containerd),
+        };
+        let loaded = spec::load(&target, &policy.paths);
+        let d = hook::decide(&policy, &opts, loaded, None, Instant::now());
+        if d.kind().exit_code() != 0 {
             refused += 1;
         }
     }

@@ -78,3 +78,45 @@ for parts in seeds:
     with open(os.path.join(out, name), "wb") as fh:
         fh.write(data)
 print(len(seeds), "seeds (", len(os.listdir(out)), "distinct files ) in", out)
+
+# ---- target `keys`: specs and states, with and without keys in another case ------------------
+def write(target, blobs):
+    d = os.path.join(here, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    for data in blobs:
+        with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as fh:
+            fh.write(data)
+    print(len(blobs), "seeds in", d)
+
+keys = [json.dumps(s).encode() for s in specs[:12]]
+keys += [
+    b'{"mounts":[],"Mounts":[{"destination":"/h","type":"bind","source":"/"}]}',
+    b'{"process":{"user":{"uid":1},"capabilities":{"Bounding":["CAP_SYS_ADMIN"]}}}',
+    b'{"linux":{"namespaces":[{"type":"pid"},{"TYPE":"network"}]}}',
+    b'{"linux":{"resources":{"devices":[{"allow":false},{"Allow":true}]}}}',
+    '{"mount\u017f":[],"process":{"u\\u0073er":{"uid":0}}}'.encode(),
+    '{"annotations":{"Mounts":"x"},"\u212aeep":1}'.encode(),
+    b'{"ociVersion":"1.0.2","id":"c","status":"creating","bundle":"/b","Bundle":"/etc"}',
+    b'{"x":' + b"[" * 127 + b"]" * 127 + b"}",
+]
+write("keys", keys)
+
+# ---- target `mounts`: mount tables ---------------------------------------------------------
+pod = "/var/lib/kubelet/pods/u"
+mounts = [
+    ("1 0 8:1 / / rw - ext4 /dev/vda rw\n"
+     "2 1 0:26 / /run rw shared:5 - tmpfs tmpfs rw\n"
+     f"3 1 9:9 / {pod}/volumes/kubernetes.io~csi/pvc-1/mount rw - ext4 /dev/vdb rw\n"
+     f"4 1 9:9 /data {pod}/volume-subpaths/pvc-1/app/0 rw - ext4 /dev/vdb rw\n"
+     f"5 1 8:1 /etc {pod}/volume-subpaths/pvc-1/app/1 rw - ext4 /dev/vda rw\n"
+     f"6 1 8:1 {pod}/volumes/kubernetes.io~empty-dir/d/s {pod}/volume-subpaths/d/app/2 rw - ext4 /dev/vda rw\n"
+     "7 2 0:4 net:[4026532301] /run/netns/cni-1 rw shared:6 - nsfs nsfs rw\n"
+     "8 1 8:1 /a\\040b /mnt/with\\040space rw - ext4 /dev/vda rw\n"),
+    "1 0 8:1 / / rw - ext4 a rw\n2 1 8:1 /x /m rw - ext4 a rw\n3 1 0:5 / /m rw - tmpfs t rw\n",
+]
+try:
+    with open("/proc/self/mountinfo") as fh:
+        mounts.append(fh.read())
+except OSError:
+    pass
+write("mounts", [m.encode() for m in mounts])

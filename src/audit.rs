@@ -17,20 +17,20 @@ use crate::config::Policy;
 use crate::hook::{self, Options};
 use crate::install::files::under;
 use crate::report::{Decision, Kind};
-use crate::spec::{self, Runtime};
+use crate::spec::identity::keys::{CRI_CONTAINER_TYPE, CRIO_CONTAINER_TYPE};
+use crate::spec::{self, Runtime, RuntimeArg, Target};
 
 const CONTAINERD_TASK_DIRS: [&str; 2] = [
     "io.containerd.runtime.v2.task",
     "io.containerd.runtime.v1.linux",
 ];
-const CONTAINERD_TYPE: &str = "io.kubernetes.cri.container-type";
-const CRIO_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
-const MANAGER: &str = "io.container.manager";
 
 /// A running container's bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
-    pub runtime: Runtime,
+    /// containerd's task directories are containerd's alone; CRI-O and Podman share the
+    /// containers/storage layout, so there the hook's own detection decides, as in hook mode.
+    pub runtime: RuntimeArg,
     pub id: String,
     pub bundle: PathBuf,
 }
@@ -84,7 +84,7 @@ pub fn find(root: &Path, containerd_state: &Path, runroot: &Path, graphroot: &Pa
             for b in subdirs(&ns) {
                 if b.join("config.json").is_file() {
                     out.push(Found {
-                        runtime: Runtime::Containerd,
+                        runtime: RuntimeArg::Named(Runtime::Containerd),
                         id: name_of(&b),
                         bundle: b,
                     });
@@ -112,7 +112,7 @@ pub fn find(root: &Path, containerd_state: &Path, runroot: &Path, graphroot: &Pa
                 continue;
             };
             out.push(Found {
-                runtime: Runtime::None,
+                runtime: RuntimeArg::Detect,
                 id,
                 bundle,
             });
@@ -139,39 +139,35 @@ pub fn no_runtime_state(
     ))
 }
 
-/// Decides every found container that is not a pod sandbox.
+/// Decides every found container that is not a pod sandbox, exactly as the hook would.
 pub fn audit(
     policy: &Policy,
     found: Vec<Found>,
     enforce: Option<crate::policy::LevelVersion>,
 ) -> Vec<Entry> {
+    let opts = Options {
+        enforce,
+        ..Options::default()
+    };
     let mut out = Vec::new();
-    for mut f in found {
-        let spec = spec::load_bundle_spec(&f.bundle);
-        if let Ok(s) = &spec {
-            let ann = s.annotations.as_ref();
-            let get = |k: &str| ann.and_then(|a| a.get(k)).map(String::as_str);
-            if get(CONTAINERD_TYPE) == Some("sandbox") || get(CRIO_TYPE) == Some("sandbox") {
-                continue;
-            }
-            if f.runtime == Runtime::None && get(MANAGER) == Some("cri-o") {
-                f.runtime = Runtime::CriO;
-            }
-        }
-        let opts = Options {
-            runtime: f.runtime,
-            handler: None,
-            enforce,
-            live: true,
+    for f in found {
+        let started = std::time::Instant::now();
+        let target = Target {
+            id: f.id.clone(),
+            bundle: f.bundle.clone(),
+            spec_file: None,
             sandbox_file: None,
+            runtime: f.runtime,
         };
-        let decision = match spec {
-            Ok(s) => {
-                let identity = spec::identity::identify(f.runtime, &f.id, &s);
-                hook::decide(policy, &opts, &s, identity, &f.bundle)
-            }
-            Err(e) => hook::decide_from_state(policy, &opts, Err(e)),
-        };
+        let loaded = spec::load(&target, &policy.paths);
+        if let Ok(l) = &loaded
+            && [CRI_CONTAINER_TYPE, CRIO_CONTAINER_TYPE]
+                .iter()
+                .any(|k| l.spec.annotation(k) == Some("sandbox"))
+        {
+            continue;
+        }
+        let decision = hook::decide(policy, &opts, loaded, None, started);
         out.push(Entry { found: f, decision });
     }
     out.sort_by_key(|e| sort_key(&e.decision));
@@ -190,11 +186,9 @@ fn sort_key(d: &Decision) -> (String, String, String, String) {
 
 fn label(kind: Kind) -> &'static str {
     match kind {
-        Kind::Allowed => "allowed",
         Kind::Refused => "WOULD REFUSE",
-        Kind::Audit => "audit",
-        Kind::Exempt => "exempt",
         Kind::Error => "ERROR",
+        other => other.as_str(),
     }
 }
 
@@ -207,34 +201,20 @@ fn runtime_name(r: Runtime) -> &'static str {
 }
 
 fn summary(entries: &[Entry]) -> BTreeMap<&'static str, usize> {
-    let mut s = BTreeMap::new();
-    for k in ["allowed", "refused", "audit", "exempt", "error"] {
-        s.insert(k, 0);
-    }
+    let mut s: BTreeMap<&'static str, usize> = Kind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     for e in entries {
-        let k = match e.decision.kind {
-            Kind::Allowed => "allowed",
-            Kind::Refused => "refused",
-            Kind::Audit => "audit",
-            Kind::Exempt => "exempt",
-            Kind::Error => "error",
-        };
-        *s.entry(k).or_insert(0) += 1;
+        *s.entry(e.decision.kind().as_str()).or_insert(0) += 1;
     }
     s
 }
 
 /// What was wrong, on one line: the violated checks, the error, or the exemption.
 fn why(d: &Decision) -> String {
-    match d.kind {
-        Kind::Error => d.error.clone().unwrap_or_default(),
-        Kind::Exempt => d.exempt.clone().unwrap_or_default(),
-        Kind::Audit => d
-            .audit
-            .as_ref()
-            .map(|r| checks(r, "audit: "))
-            .unwrap_or_default(),
-        _ => d.report.as_ref().map(|r| checks(r, "")).unwrap_or_default(),
+    match d.kind() {
+        Kind::Error => d.error().unwrap_or_default().to_owned(),
+        Kind::Exempt => d.exempt().unwrap_or_default().to_owned(),
+        Kind::Audit => d.audit().map(|r| checks(r, "audit: ")).unwrap_or_default(),
+        _ => d.report().map(|r| checks(r, "")).unwrap_or_default(),
     }
 }
 
@@ -259,7 +239,7 @@ pub fn render_table(entries: &[Entry], policy: &str) -> String {
     for e in entries {
         let k = e.decision.identity.kube.as_ref();
         rows.push([
-            label(e.decision.kind).into(),
+            label(e.decision.kind()).into(),
             k.map_or("-".into(), |k| k.namespace.clone()),
             k.map_or("-".into(), |k| k.pod.clone()),
             e.decision
@@ -268,7 +248,7 @@ pub fn render_table(entries: &[Entry], policy: &str) -> String {
                 .chars()
                 .take(40)
                 .collect(),
-            runtime_name(e.found.runtime).into(),
+            runtime_name(e.decision.identity.runtime).into(),
             why(&e.decision),
         ]);
     }
@@ -311,7 +291,10 @@ pub fn to_json(entries: &[Entry], policy: &str) -> Value {
             let mut v = e.decision.to_json();
             if let Some(o) = v.as_object_mut() {
                 o.remove("checks");
-                o.insert("runtime".into(), runtime_name(e.found.runtime).into());
+                o.insert(
+                    "runtime".into(),
+                    runtime_name(e.decision.identity.runtime).into(),
+                );
                 o.insert("bundle".into(), e.found.bundle.to_string_lossy().into());
             }
             v
@@ -324,6 +307,6 @@ pub fn to_json(entries: &[Entry], policy: &str) -> Value {
 pub fn exit_code(entries: &[Entry]) -> u8 {
     let bad = entries
         .iter()
-        .any(|e| matches!(e.decision.kind, Kind::Refused | Kind::Error));
+        .any(|e| matches!(e.decision.kind(), Kind::Refused | Kind::Error));
     u8::from(bad)
 }

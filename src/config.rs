@@ -7,36 +7,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::facts::CapSet;
-use crate::policy::{Level, LevelVersion};
+use crate::facts::{CONTAINERD_DEFAULT_CAPS, CapSet};
+use crate::policy::{LegacyVolumes, Level, LevelVersion, SeccompAbsent};
 
 pub const DEFAULT_POLICY_PATH: &str = "/etc/pss-guard/policy.toml";
 pub const DEFAULT_LOG_PATH: &str = "/var/log/pss-guard/decisions.log";
-/// pss-guard's own namespace: always exempt, so the DaemonSet that installs and upgrades the hook
-/// can always start.
-pub const OWN_NAMESPACE: &str = "pss-guard";
 /// Always exempt: the cluster's system components must start whatever the policy file says.
+/// pss-guard's own namespace is not: where the hook came from node bootstrap or the CLI it
+/// usually does not exist, and whoever may create it would be exempt. The policy names it where
+/// the DaemonSet runs (the shipped manifests do).
 pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// A policy file larger than this is refused as broken.
 const MAX_POLICY_BYTES: usize = 256 * 1024;
-
-/// containerd's `defaultUnixCaps` (also EKS's base runtime spec and Bottlerocket's default).
-pub const CONTAINERD_DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// What to do with a container that carries no Kubernetes metadata from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -48,25 +30,18 @@ pub enum Unidentified {
     Allow,
 }
 
-/// How to read a container with no `linux.seccomp`: containerd writes none both for an unset
-/// profile (kubelet `seccompDefault: false`, the EKS default) and for an explicit `Unconfined`.
+/// Whether the runtime applies AppArmor profiles on this node, which decides whether a spec
+/// without `process.apparmorProfile` means Unconfined or says nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SeccompAbsent {
-    /// Read it as "unset": allowed by baseline, refused by restricted (the default).
-    Unset,
-    /// Read it as `Unconfined`: refused by baseline too. Right only on nodes whose kubelet runs
-    /// with `seccompDefault: true`, where an unset profile becomes RuntimeDefault.
-    Unconfined,
-}
-
-/// Kubelet volume plugins that serve both inline volumes (forbidden by restricted) and
-/// PersistentVolumes (allowed), such as `kubernetes.io~nfs`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LegacyVolumes {
-    Allow,
-    Refuse,
+pub enum AppArmorMode {
+    /// As the runtime at hand decides on this host (the default): containerd applies a profile
+    /// only where `/sys/kernel/security/apparmor` exists, the module is enabled and
+    /// `/sbin/apparmor_parser` is installed (`pkg/apparmor`, `hostSupports`); CRI-O and Podman
+    /// where the first two hold (runc's `apparmor.IsEnabled`).
+    Auto,
+    /// The runtime is configured to apply none (containerd `disable_apparmor = true`).
+    Disabled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +76,8 @@ pub struct Policy {
     pub unidentified: Unidentified,
     pub seccomp_absent: SeccompAbsent,
     pub legacy_volumes: LegacyVolumes,
-    /// Always includes `kube-system` and `pss-guard`.
+    pub apparmor: AppArmorMode,
+    /// Always includes `kube-system`.
     pub exempt_namespaces: BTreeSet<String>,
     /// Image reference patterns; `*` matches any run of characters.
     pub exempt_images: Vec<String>,
@@ -118,7 +94,7 @@ pub struct Policy {
 
 impl Default for Policy {
     /// The built-in safe default: enforce baseline:latest, no audit, exempt only the system
-    /// namespace and pss-guard's own, evaluate unidentified containers, stock runtime paths.
+    /// namespace, evaluate unidentified containers, stock runtime paths.
     fn default() -> Self {
         let mut caps = CapSet::EMPTY;
         if let Ok(set) = CapSet::from_names(CONTAINERD_DEFAULT_CAPS) {
@@ -130,6 +106,7 @@ impl Default for Policy {
             unidentified: Unidentified::Enforce,
             seccomp_absent: SeccompAbsent::Unset,
             legacy_volumes: LegacyVolumes::Allow,
+            apparmor: AppArmorMode::Auto,
             exempt_namespaces: always_exempt(),
             exempt_images: Vec::new(),
             exempt_runtime_handlers: BTreeSet::new(),
@@ -143,10 +120,7 @@ impl Default for Policy {
 }
 
 fn always_exempt() -> BTreeSet<String> {
-    [SYSTEM_NAMESPACE, OWN_NAMESPACE]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [SYSTEM_NAMESPACE].into_iter().map(String::from).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +142,7 @@ struct RawPolicy {
     audit: Option<String>,
     unidentified: Option<Unidentified>,
     seccomp_absent: Option<SeccompAbsent>,
+    apparmor: Option<AppArmorMode>,
     legacy_volume_plugins: Option<LegacyVolumes>,
     #[serde(default)]
     exempt: RawExempt,
@@ -220,9 +195,9 @@ struct RawLog {
 impl Policy {
     /// Reads and validates the policy file.
     pub fn load(path: &Path) -> Result<Policy, ConfigError> {
-        let bytes = crate::spec::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
-            crate::spec::ReadError::Io(e) => ConfigError::Read(e),
-            crate::spec::ReadError::TooLarge => ConfigError::TooLarge,
+        let bytes = crate::bounded::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
+            crate::bounded::ReadError::Io(e) => ConfigError::Read(e),
+            crate::bounded::ReadError::TooLarge => ConfigError::TooLarge,
         })?;
         let text =
             std::str::from_utf8(&bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))?;
@@ -270,6 +245,9 @@ impl Policy {
         }
         if let Some(s) = raw.seccomp_absent {
             p.seccomp_absent = s;
+        }
+        if let Some(a) = raw.apparmor {
+            p.apparmor = a;
         }
         if let Some(l) = raw.legacy_volume_plugins {
             p.legacy_volumes = l;
@@ -348,20 +326,18 @@ impl Policy {
         Ok(p)
     }
 
+    /// Whether `image` matches an exemption: a pinned pattern only at its digest, any other
+    /// pattern as a glob.
     pub fn is_exempt_image(&self, image: &str) -> bool {
-        self.exempt_images.iter().any(|p| glob_match(p, image))
+        self.exempt_images.iter().any(|p| match pinned(p) {
+            Some((repo, digest)) => matches_pinned(repo, digest, image),
+            None => glob_match(p, image),
+        })
     }
 }
 
 fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
-    let clean = p.is_absolute()
-        && p.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::RootDir | std::path::Component::Normal(_)
-            )
-        });
-    if clean {
+    if crate::paths::is_clean_absolute(&p) {
         Ok(p)
     } else {
         Err(ConfigError::Invalid(format!(
@@ -372,6 +348,7 @@ fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
 
 /// An image exemption must name at least a registry host and repository: the pod author
 /// chooses the image, so a pattern such as `*` or `*nginx*` would let any pod exempt itself.
+/// A pattern with a digest (`registry.example/team/agent@sha256:<64 hex>`) is pinned: no `*`.
 fn validate_image_pattern(p: &str) -> Result<(), ConfigError> {
     let literal_prefix = p.split('*').next().unwrap_or("");
     if !literal_prefix.contains('/') || literal_prefix.starts_with('/') {
@@ -379,7 +356,41 @@ fn validate_image_pattern(p: &str) -> Result<(), ConfigError> {
             "exempt.images: {p:?} must start with a literal registry and repository (\"registry.example/team/app:*\")"
         )));
     }
+    if p.contains('@') && pinned(p).is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "exempt.images: {p:?} must be \"registry/repository@sha256:<64 hex digits>\" to pin a digest, without \"*\""
+        )));
+    }
     Ok(())
+}
+
+/// `(repository, digest)` of a pinned pattern `repository@sha256:<64 hex>`.
+fn pinned(p: &str) -> Option<(&str, &str)> {
+    let (repo, digest) = p.split_once('@')?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let ok = !repo.contains('*')
+        && hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some((repo, digest))
+}
+
+/// Whether `image` (the reference the runtime recorded) is `repo` at exactly `digest`, with or
+/// without a tag: `repo@sha256:…` or `repo:tag@sha256:…`. The runtime pulled it by that digest,
+/// so its content is the pinned one.
+fn matches_pinned(repo: &str, digest: &str, image: &str) -> bool {
+    let Some((name, d)) = image.split_once('@') else {
+        return false;
+    };
+    if d != digest {
+        return false;
+    }
+    name == repo
+        || name
+            .strip_prefix(repo)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|tag| !tag.is_empty() && !tag.contains(['/', ':']))
 }
 
 /// `*` matches any run of characters (including `/`), everything else literally.
@@ -413,7 +424,7 @@ mod tests {
         let p = Policy::default();
         assert_eq!(p.enforce.to_string(), "baseline:latest");
         assert!(p.exempt_namespaces.contains("kube-system"));
-        assert!(p.exempt_namespaces.contains("pss-guard"));
+        assert!(!p.exempt_namespaces.contains("pss-guard"));
         assert_eq!(p.unidentified, Unidentified::Enforce);
         assert_eq!(p.runtime_default_caps.pss_names().len(), 14);
     }
@@ -427,6 +438,7 @@ audit = "restricted:latest"
 unidentified = "allow"
 seccomp_absent = "unconfined"
 legacy_volume_plugins = "refuse"
+apparmor = "disabled"
 [exempt]
 namespaces = ["monitoring"]
 images = ["registry.example/team/agent:*"]
@@ -452,12 +464,15 @@ node_name = "n1"
         assert_eq!(p.paths.kubelet_root, PathBuf::from("/data/kubelet"));
         assert_eq!(p.runtime_default_caps.pss_names(), vec!["CHOWN"]);
         assert_eq!(p.node_name.as_deref(), Some("n1"));
+        assert_eq!(p.apparmor, AppArmorMode::Disabled);
     }
 
     #[test]
-    fn system_namespaces_cannot_be_removed() {
+    fn system_namespace_cannot_be_removed_and_own_namespace_is_opt_in() {
         let p = Policy::from_toml("[exempt]\nnamespaces = []\n").unwrap();
         assert!(p.exempt_namespaces.contains("kube-system"));
+        assert!(!p.exempt_namespaces.contains("pss-guard"));
+        let p = Policy::from_toml("[exempt]\nnamespaces = [\"pss-guard\"]\n").unwrap();
         assert!(p.exempt_namespaces.contains("pss-guard"));
     }
 
@@ -488,6 +503,35 @@ node_name = "n1"
         let why = why.unwrap();
         assert!(why.contains("cannot be read"), "{why}");
         assert!(why.contains("built-in default"), "{why}");
+    }
+
+    #[test]
+    fn pinned_image_exemptions_match_only_their_digest() {
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let p = Policy::from_toml(&format!(
+            "[exempt]\nimages = [\"registry.example/team/agent@{d}\"]\n"
+        ))
+        .unwrap();
+        assert!(p.is_exempt_image(&format!("registry.example/team/agent@{d}")));
+        assert!(p.is_exempt_image(&format!("registry.example/team/agent:1.2@{d}")));
+        let other = d.replace("0123", "9999");
+        for no in [
+            "registry.example/team/agent:1.2".to_owned(),
+            format!("registry.example/team/agent@{other}"),
+            format!("registry.example/team/agent2@{d}"),
+            format!("registry.example/team/agent/x@{d}"),
+            format!("evil.example/registry.example/team/agent@{d}"),
+        ] {
+            assert!(!p.is_exempt_image(&no), "{no}");
+        }
+        for bad in [
+            "registry.example/team/agent@sha256:abc",
+            "registry.example/team/*@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "registry.example/team/agent@md5:0123",
+        ] {
+            let t = format!("[exempt]\nimages = [{bad:?}]\n");
+            assert!(Policy::from_toml(&t).is_err(), "accepted {bad}");
+        }
     }
 
     #[test]

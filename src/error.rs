@@ -46,9 +46,13 @@ pub enum Error {
     #[error("cannot read any host namespace reference for {0} (/proc/1/ns and /proc/self/ns)")]
     HostNamespaceRef(&'static str),
     #[error(
-        "the pod sandbox spec is needed (sandbox {0:?}) but cannot be read: {1}; pod sysctls and host namespaces cannot be evaluated"
+        "the pod sandbox spec (sandbox {sandbox:?}) holds the pod's sysctls and host namespaces but cannot be read"
     )]
-    SandboxSpec(String, Box<Error>),
+    SandboxSpec {
+        sandbox: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error(
         "the pod sandbox spec is needed but the sandbox id {0:?} names no sandbox bundle; pod sysctls and host namespaces cannot be evaluated"
     )]

@@ -4,6 +4,24 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// containerd's `defaultUnixCaps` (also EKS's base runtime spec and Bottlerocket's default).
+pub const CONTAINERD_DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// A set of Linux capabilities as a bitmask over kernel capability numbers.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSet(u64);
@@ -123,7 +141,7 @@ pub struct BindMount {
 /// The AppArmor view of the process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppArmor {
-    /// The host has no AppArmor, so runtimes set no profile and nothing can be observed.
+    /// The runtime applies no AppArmor profile on this host, so nothing can be observed.
     HostDisabled,
     /// `process.apparmorProfile`, or `None` when the spec has none (= unconfined).
     Profile(Option<String>),
@@ -138,13 +156,15 @@ pub struct Facts {
     /// refuses the request. As the pod wrote them, sorted, unique.
     pub prefixed_caps: Vec<String>,
     /// The full set a privileged container gets on this host (the runtime's bounding set).
-    /// Read only when `proc_unmasked` and `sys_writable` both hold, empty otherwise: it
-    /// decides nothing else.
+    /// Read only when `proc_unmasked` holds and no other privileged trait does, empty
+    /// otherwise: it decides nothing else.
     pub host_caps: CapSet,
     /// `linux.maskedPaths` and `linux.readonlyPaths` are both empty: `/proc` is unmasked.
     pub proc_unmasked: bool,
-    /// `/sys` is mounted without `ro`.
+    /// A sysfs is mounted without `ro`.
     pub sys_writable: bool,
+    /// `/proc/sys` is neither read-only nor masked while other `/proc` paths are masked.
+    pub proc_sys_writable: bool,
     /// The device cgroup allows every device (`{"allow": true, "access": "rwm"}` with no type).
     pub all_devices: bool,
     pub host_ns: HostNamespaces,
@@ -166,9 +186,10 @@ pub struct Facts {
 impl Facts {
     /// A compliant, unprivileged container as containerd builds it for a pod with no security
     /// settings: the base for unit tests, which then change one fact.
+    #[cfg(test)]
     pub fn compliant_example() -> Facts {
         let mut caps = CapSet::EMPTY;
-        for c in crate::config::CONTAINERD_DEFAULT_CAPS {
+        for c in CONTAINERD_DEFAULT_CAPS {
             if let Ok(cap) = caps::Capability::from_str(c) {
                 caps.insert(cap);
             }
@@ -189,6 +210,7 @@ impl Facts {
             host_caps,
             proc_unmasked: false,
             sys_writable: false,
+            proc_sys_writable: false,
             all_devices: false,
             host_ns: HostNamespaces::default(),
             user_namespace: false,

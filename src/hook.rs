@@ -1,10 +1,10 @@
-//! Hook mode and the evaluation shared with `check`: state -> spec(s) -> identity -> exemptions
-//! -> facts -> reports -> decision. Every failure becomes an `Error` decision, which refuses the
-//! container: the hook fails closed.
+//! Hook mode and the decision shared with `check` and `audit`: state -> [`spec::load`] ->
+//! exemptions -> [`spec::collect`] -> reports -> [`Decision`] -> log and exit code. Every failure
+//! becomes a [`Verdict::Failed`], which refuses the container: the hook fails closed.
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -12,8 +12,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::config::{Policy, Unidentified};
 use crate::error::Error;
 use crate::policy::{self, Ambiguity, LevelVersion};
-use crate::report::{Decision, Kind};
-use crate::spec::{self, Identity, Runtime, raw::RawSpec};
+use crate::report::{Decision, Evaluation, Verdict};
+use crate::spec::{self, Identity, LoadError, Loaded, RuntimeArg, Target};
 
 /// How long the hook waits for the runtime to write the state on stdin.
 pub const STDIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,18 +21,44 @@ pub const STDIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// failed hook, so even a hang fails closed. Kept below the installed hook timeout (10 s).
 pub const HARD_DEADLINE_SECS: u32 = 8;
 
-/// What the caller knows beyond the policy file.
+/// What the caller knows beyond the policy file and the container.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub runtime: Runtime,
     /// The runtime handler this hook is installed for (`--handler`), for handler exemptions.
     pub handler: Option<String>,
     /// Overrides the policy's enforced level and version (`check --level/--version`).
     pub enforce: Option<LevelVersion>,
-    /// Spec paths name live processes (hook mode, or `check` on a running container's bundle).
+    /// The spec belongs to a container being created now (hook mode, or `check` on a running
+    /// container's bundle), so its `/proc/<pid>` paths and mount sources are current.
     pub live: bool,
-    /// An explicit sandbox spec (`check --sandbox`), instead of finding the sandbox bundle.
-    pub sandbox_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            handler: None,
+            enforce: None,
+            live: true,
+        }
+    }
+}
+
+/// The hook's own arguments, as the installer wrote them.
+#[derive(Clone, Debug)]
+pub struct HookArgs {
+    pub policy: PathBuf,
+    pub runtime: RuntimeArg,
+    pub handler: Option<String>,
+}
+
+impl Default for HookArgs {
+    fn default() -> Self {
+        HookArgs {
+            policy: crate::config::DEFAULT_POLICY_PATH.into(),
+            runtime: RuntimeArg::Named(spec::Runtime::Containerd),
+            handler: None,
+        }
+    }
 }
 
 /// Reads the state from stdin: bounded in size, and in time.
@@ -69,22 +95,6 @@ fn read_state(stdin: impl Read + AsFd, timeout: Duration) -> Result<Vec<u8>, Err
     }
 }
 
-/// A decision that only says what failed.
-fn error_decision(policy: &Policy, opts: &Options, identity: Identity, e: &Error) -> Decision {
-    Decision {
-        kind: Kind::Error,
-        identity,
-        enforce: opts.enforce.unwrap_or(policy.enforce),
-        report: None,
-        audit: None,
-        exempt: None,
-        error: Some(e.chain()),
-        policy_error: None,
-        note: None,
-        eval_us: 0,
-    }
-}
-
 /// Why this container is exempt, judged only from runtime-set metadata and the hook's args.
 fn exemption(policy: &Policy, opts: &Options, identity: &Identity) -> Option<String> {
     if let Some(h) = &opts.handler
@@ -110,146 +120,94 @@ fn exemption(policy: &Policy, opts: &Options, identity: &Identity) -> Option<Str
     }
 }
 
-/// Evaluates one container whose spec is already parsed. An exempt container stays exempt
-/// even when it cannot be evaluated: the system namespace and pss-guard's own pods always start.
+/// Decides one container: the one place a [`Decision`] is made. An exempt container stays
+/// exempt even when it cannot be evaluated: the system namespace always starts.
 pub fn decide(
     policy: &Policy,
     opts: &Options,
-    spec: &RawSpec,
-    identity: Identity,
-    bundle: &Path,
+    loaded: Result<Loaded, Box<LoadError>>,
+    policy_error: Option<String>,
+    started: Instant,
 ) -> Decision {
-    let started = Instant::now();
-    let exempt = exemption(policy, opts, &identity);
-    let mut d = match evaluate(policy, opts, spec, &identity, bundle) {
-        Ok((report, audit)) => {
-            let kind = if exempt.is_some() {
-                Kind::Exempt
-            } else if !report.allowed() {
-                Kind::Refused
-            } else if audit.as_ref().is_some_and(|a| !a.allowed()) {
-                Kind::Audit
-            } else {
-                Kind::Allowed
-            };
-            Decision {
-                kind,
-                note: identity.note.clone(),
-                identity,
-                enforce: report.policy,
-                report: Some(report),
-                audit,
-                exempt: None,
-                error: None,
-                policy_error: None,
-                eval_us: 0,
-            }
+    let (identity, evaluation) = match loaded {
+        Ok(l) => {
+            let evaluation = evaluate(policy, opts, &l).map_err(|e| e.chain());
+            (l.identity, evaluation)
         }
-        Err(e) => {
-            let mut d = error_decision(policy, opts, identity, &e);
-            if exempt.is_some() {
-                d.kind = Kind::Exempt;
-            }
-            d
-        }
+        Err(e) => (e.identity, Err(e.error.chain())),
     };
-    d.exempt = exempt;
-    d.eval_us = started.elapsed().as_micros() as u64;
-    d
+    let verdict = match (exemption(policy, opts, &identity), evaluation) {
+        (Some(why), evaluation) => Verdict::Exempt { why, evaluation },
+        (None, Ok(e)) => Verdict::Evaluated(e),
+        (None, Err(e)) => Verdict::Failed(e),
+    };
+    Decision {
+        identity,
+        enforce: opts.enforce.unwrap_or(policy.enforce),
+        verdict,
+        policy_error,
+        eval_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
 }
 
-fn evaluate(
-    policy: &Policy,
-    opts: &Options,
-    spec: &RawSpec,
-    identity: &Identity,
-    bundle: &Path,
-) -> Result<(policy::Report, Option<policy::Report>), Error> {
-    let sandbox_bundle = spec::sandbox_bundle(opts.runtime, bundle, identity);
-    let sandbox = match (&opts.sandbox_file, &sandbox_bundle) {
-        (Some(f), _) => Some(spec::load_spec_file(f)),
-        (None, Some(b)) => Some(spec::load_bundle_spec(b)),
-        (None, None) => None,
-    }
-    .transpose()
-    .map_err(|e| {
-        let sid = identity.kube.as_ref().map(|k| k.sandbox_id.clone());
-        Error::SandboxSpec(sid.unwrap_or_default(), Box::new(e))
-    })?;
-    // A pod's app container without its sandbox spec would pass with its pod sysctls unseen.
-    if sandbox.is_none()
-        && opts.runtime != spec::Runtime::None
-        && let Some(k) = identity.kube.as_ref().filter(|k| !k.is_sandbox)
-    {
-        return Err(Error::NoSandboxBundle(k.sandbox_id.clone()));
-    }
-    let input = spec::Input {
-        spec,
-        identity,
-        bundle,
-        sandbox: sandbox.as_ref(),
-        sandbox_bundle: sandbox_bundle.as_deref(),
-        live: opts.live,
-    };
-    let facts = spec::collect(&input, policy)?;
+fn evaluate(policy: &Policy, opts: &Options, loaded: &Loaded) -> Result<Evaluation, Error> {
+    let facts = spec::collect(loaded, policy, opts.live)?;
     let ambiguity = Ambiguity {
         seccomp_absent: policy.seccomp_absent,
         legacy_volumes: policy.legacy_volumes,
     };
-    let name = identity.container_name();
+    let name = loaded.identity.container_name();
     let run = |lv| policy::evaluate(&facts, lv, name, ambiguity, policy.runtime_default_caps);
-    let report = run(opts.enforce.unwrap_or(policy.enforce));
-    let audit = policy.audit.map(run);
-    Ok((report, audit))
+    Ok(Evaluation {
+        report: run(opts.enforce.unwrap_or(policy.enforce)),
+        audit: policy.audit.map(run),
+    })
 }
 
-/// Reads the state and the bundle's spec, then decides.
-pub fn decide_from_state(
-    policy: &Policy,
-    opts: &Options,
+/// The container the runtime's state names.
+pub fn load_from_state(
     state: Result<Vec<u8>, Error>,
-) -> Decision {
-    let started = Instant::now();
-    let mut container_id = String::new();
-    let loaded = (|| -> Result<_, Error> {
-        let state = spec::parse_state(&state?)?;
-        container_id.clone_from(state.id());
-        let spec = spec::load_bundle_spec(state.bundle())?;
-        Ok((spec, state))
-    })();
-    match loaded {
-        Ok((spec, state)) => {
-            let identity = spec::identity::identify(opts.runtime, state.id(), &spec);
-            decide(policy, opts, &spec, identity, state.bundle())
-        }
-        Err(e) => {
-            let identity = Identity {
-                container_id,
-                ..Identity::default()
-            };
-            let mut d = error_decision(policy, opts, identity, &e);
-            d.eval_us = started.elapsed().as_micros() as u64;
-            d
-        }
-    }
+    runtime: RuntimeArg,
+    policy: &Policy,
+) -> Result<Loaded, Box<LoadError>> {
+    let unknown = |error| {
+        Box::new(LoadError {
+            identity: Identity::default(),
+            error,
+        })
+    };
+    let state = spec::parse_state(&state.map_err(unknown)?).map_err(unknown)?;
+    let target = Target {
+        id: state.id().clone(),
+        bundle: state.bundle().clone(),
+        spec_file: None,
+        sandbox_file: None,
+        runtime,
+    };
+    spec::load(&target, &policy.paths)
 }
 
 /// The whole hook: read, decide, log, report. Returns the process exit code.
 /// `bad_args` is set when the hook's own arguments could not be parsed: the container is then
 /// refused as "could not evaluate", logged like any other decision.
-pub fn run(policy_path: &Path, opts: &Options, bad_args: Option<String>) -> u8 {
+pub fn run(args: &HookArgs, bad_args: Option<String>) -> u8 {
     // A last resort against any hang (a stuck mount source, say): SIGALRM's default action ends
     // the process, and the runtime refuses the container.
     let _ = nix::unistd::alarm::set(HARD_DEADLINE_SECS);
     // Log files are created 0640 whatever umask the runtime passed down.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
-    let (policy, policy_error) = Policy::load_or_default(policy_path);
+    let (policy, policy_error) = Policy::load_or_default(&args.policy);
+    let started = Instant::now();
     let state = match bad_args {
         Some(msg) => Err(Error::HookArguments(msg)),
         None => read_state(std::io::stdin().lock(), STDIN_TIMEOUT),
     };
-    let mut d = decide_from_state(&policy, opts, state);
-    d.policy_error = policy_error;
+    let opts = Options {
+        handler: args.handler.clone(),
+        ..Options::default()
+    };
+    let loaded = load_from_state(state, args.runtime, &policy);
+    let d = decide(&policy, &opts, loaded, policy_error, started);
     finish(&policy, &d)
 }
 
@@ -273,7 +231,7 @@ pub fn finish(policy: &Policy, d: &Decision) -> u8 {
         use std::io::Write;
         let _ = writeln!(std::io::stderr().lock(), "{s}");
     }
-    d.kind.exit_code()
+    d.kind().exit_code()
 }
 
 #[cfg(test)]
@@ -290,47 +248,42 @@ mod tests {
 
     #[test]
     fn app_container_without_a_locatable_sandbox_is_an_error() {
-        let spec: RawSpec = serde_json::from_str(
-            r#"{"process":{"user":{"uid":1000}},"linux":{"namespaces":[{"type":"network"},{"type":"pid"},{"type":"ipc"}]},
+        let dir = tempfile::tempdir().unwrap();
+        let spec = r#"{"process":{"user":{"uid":1000}},"linux":{"namespaces":[{"type":"network"},{"type":"pid"},{"type":"ipc"}]},
             "annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"app",
             "io.kubernetes.cri.sandbox-id":"..","io.kubernetes.cri.sandbox-name":"web",
-            "io.kubernetes.cri.sandbox-namespace":"default","io.kubernetes.cri.sandbox-uid":"u1"}}"#,
-        )
-        .unwrap();
-        let opts = Options {
-            runtime: Runtime::Containerd,
-            handler: None,
-            enforce: None,
-            live: true,
+            "io.kubernetes.cri.sandbox-namespace":"default","io.kubernetes.cri.sandbox-uid":"u1"}}"#;
+        std::fs::write(dir.path().join("config.json"), spec).unwrap();
+        let target = Target {
+            id: "c1".into(),
+            bundle: dir.path().to_owned(),
+            spec_file: None,
             sandbox_file: None,
+            runtime: RuntimeArg::Named(spec::Runtime::Containerd),
         };
         let policy = Policy::default();
-        let id = spec::identity::identify(Runtime::Containerd, "c1", &spec);
-        let d = decide(&policy, &opts, &spec, id, Path::new("/run/k8s.io/c1"));
-        assert_eq!(d.kind, Kind::Error, "{d:?}");
-        assert!(d.error.unwrap().contains("names no sandbox bundle"));
+        let loaded = spec::load(&target, &policy.paths);
+        let d = decide(&policy, &Options::default(), loaded, None, Instant::now());
+        assert_eq!(d.kind(), crate::report::Kind::Error, "{d:?}");
+        assert!(d.error().unwrap().contains("names no sandbox bundle"));
+        assert_eq!(
+            d.identity.kube.unwrap().pod,
+            "web",
+            "the record still names the pod"
+        );
     }
 
     #[test]
-    fn forged_runtime_keys_never_earn_the_unidentified_exemption() {
-        // CRI-O: the pod's own annotations name a runtime key, so the identity is voided.
-        let spec: RawSpec = serde_json::from_str(
+    fn malformed_runtime_metadata_never_earns_the_unidentified_exemption() {
+        let spec: crate::spec::raw::RawSpec = serde_json::from_str(
             r#"{"process":{"user":{"uid":0}},"annotations":{
-            "io.kubernetes.cri-o.Labels":"{\"io.kubernetes.pod.namespace\":\"default\",\"io.kubernetes.pod.name\":\"web\",\"io.kubernetes.container.name\":\"app\"}",
-            "io.kubernetes.cri-o.SandboxID":"sb1",
-            "io.kubernetes.cri-o.Annotations":"{\"io.kubernetes.pod.namespace\":\"x\"}"}}"#,
+            "io.kubernetes.cri-o.Labels":"{not json","io.kubernetes.cri-o.SandboxID":"sb1"}}"#,
         )
         .unwrap();
-        let id = spec::identity::identify(Runtime::CriO, "c1", &spec);
+        let id = spec::identity::identify(spec::Runtime::CriO, "c1", &spec);
         assert!(id.kube.is_none() && id.note.is_some(), "{id:?}");
         let policy = Policy::from_toml("unidentified = \"allow\"\n").unwrap();
-        let opts = Options {
-            runtime: Runtime::CriO,
-            handler: None,
-            enforce: None,
-            live: true,
-            sandbox_file: None,
-        };
+        let opts = Options::default();
         assert_eq!(exemption(&policy, &opts, &id), None);
         let plain = Identity {
             container_id: "c1".into(),

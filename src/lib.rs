@@ -7,6 +7,7 @@
 //! a log record and an exit code.
 
 pub mod audit;
+pub mod bounded;
 pub mod config;
 pub mod error;
 pub mod facts;
@@ -14,6 +15,7 @@ pub mod health;
 pub mod hook;
 pub mod install;
 pub mod log;
+pub mod paths;
 pub mod policy;
 pub mod report;
 pub mod serve;

@@ -1,260 +1,406 @@
 //! `pss-guard`: parse argv, call into the library, map the outcome to an exit code.
+//!
+//! Exit codes: 0 allowed / done, 1 refused (or, for `audit`, something would be), 2 could not
+//! evaluate or failed, 64 the command line itself is wrong (sysexits' EX_USAGE). In `hook` mode
+//! every failure refuses the container; even `hook --help` exits non-zero.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use lexopt::prelude::*;
 use pss_guard::config::{DEFAULT_POLICY_PATH, Policy};
-use pss_guard::hook::{self, Options};
+use pss_guard::error::chain_of;
+use pss_guard::hook::{self, HookArgs, Options};
 use pss_guard::policy::{Level, LevelVersion, Version};
-use pss_guard::spec::{self, Runtime};
+use pss_guard::spec::{self, Runtime, RuntimeArg, Target};
 
-const USAGE: &str = "\
-usage:
-  pss-guard hook [--policy FILE] [--runtime containerd|cri-o|none] [--handler NAME]
-      Run as an OCI createRuntime/prestart hook: the state on stdin, exit 0 allowed,
-      1 refused, 2 could not evaluate (refused).
-  pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
-      [--version v1.N|latest] [--runtime containerd|cri-o|none] [--sandbox FILE]
-      [--id CONTAINER-ID] [--offline] [--json]
-      Evaluate a spec and print every check. Same exit codes.
-  pss-guard install [--root DIR] [--dry-run] [--restart] [--binary FILE] [--policy FILE]
-      [--replace-policy] [--bin-path PATH] [--policy-path PATH] [--containerd-config PATH]
-      [--containerd-config-version 2|3] [--spec-dir DIR] [--hooks-dir DIR]
-      [--only containerd|hooks.d] [--restart-command CMD]
-      Put the hook on this node (or the host mounted at --root): binary, policy,
-      containerd base specs and config, CRI-O/Podman hooks.d.
-  pss-guard uninstall [same options] [--purge]
-      Take it off again, in reverse order.
-  pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
-      Decide every running container as the hook would; exit 1 if any would be refused.
-  pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
-      [--containerd-config PATH] [--hooks-dir DIR] [--proc DIR]
-      Whether the hook is wired on this node: exit 0 healthy, 1 unhealthy.
-  pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
-      Follow the decision log to stdout and serve Prometheus metrics on /metrics.
-  pss-guard version
-";
+/// The command line is wrong.
+const EXIT_USAGE: u8 = 64;
+
+struct Command {
+    name: &'static str,
+    usage: &'static str,
+}
+
+const HOOK: Command = Command {
+    name: "hook",
+    usage: "\
+pss-guard hook [--policy FILE] [--runtime containerd|detect|none] [--handler NAME]
+    Run as an OCI createRuntime/prestart hook: the state on stdin, exit 0 allowed,
+    1 refused, 2 could not evaluate (refused). --runtime detect (hooks.d) tells CRI-O
+    from Podman by where the bundle lies; containerd's base spec names containerd.
+",
+};
+const CHECK: Command = Command {
+    name: "check",
+    usage: "\
+pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
+    [--version v1.N|latest] [--runtime containerd|cri-o|none|detect] [--sandbox FILE]
+    [--handler NAME] [--id CONTAINER-ID] [--offline] [--json]
+    Evaluate a spec and print every check. Exit 0 allowed, 1 refused, 2 could not evaluate.
+",
+};
+const INSTALL: Command = Command {
+    name: "install",
+    usage: "\
+pss-guard install [--root DIR] [--dry-run] [--restart] [--binary FILE] [--policy FILE]
+    [--replace-policy] [--bin-path PATH] [--policy-path PATH] [--containerd-config PATH]
+    [--containerd-config-version 2|3] [--spec-dir DIR] [--hooks-dir DIR]
+    [--only containerd|hooks.d] [--restart-command CMD]
+    Put the hook on this node (or the host mounted at --root): binary, policy,
+    containerd base specs and config, CRI-O/Podman hooks.d.
+",
+};
+const UNINSTALL: Command = Command {
+    name: "uninstall",
+    usage: "\
+pss-guard uninstall [the install options] [--purge]
+    Take the hook off again, in reverse order.
+",
+};
+const AUDIT: Command = Command {
+    name: "audit",
+    usage: "\
+pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
+    Decide every running container as the hook would; exit 1 if any would be refused.
+",
+};
+const HEALTH: Command = Command {
+    name: "health",
+    usage: "\
+pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
+    [--containerd-config PATH] [--hooks-dir DIR] [--proc DIR]
+    Whether the hook is wired on this node (the DaemonSet's readiness probe):
+    exit 0 healthy, 1 unhealthy.
+",
+};
+const SERVE: Command = Command {
+    name: "serve",
+    usage: "\
+pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
+    Follow the decision log to stdout and serve Prometheus metrics on /metrics.
+",
+};
+const VERSION: Command = Command {
+    name: "version",
+    usage: "\
+pss-guard version (or --version)
+    Print the version.
+",
+};
+const COMMANDS: [&Command; 8] = [
+    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &SERVE, &VERSION,
+];
+
+fn usage() -> String {
+    let mut out = String::from("usage:\n");
+    for c in COMMANDS {
+        for line in c.usage.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("  pss-guard help [COMMAND]\n");
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The command line is wrong; `command` names the usage to point at.
+    #[error("{msg}")]
+    Usage {
+        msg: String,
+        command: Option<&'static str>,
+    },
+    /// The command ran and failed; printed with its cause chain.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl CliError {
+    fn usage(command: &Command, msg: impl std::fmt::Display) -> CliError {
+        CliError::Usage {
+            msg: msg.to_string(),
+            command: Some(command.name),
+        }
+    }
+
+    fn failed(e: impl std::error::Error + Send + Sync + 'static) -> CliError {
+        CliError::Failed(Box::new(e))
+    }
+}
 
 fn main() -> ExitCode {
     match run() {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("pss-guard: {e}");
+        Err(CliError::Usage { msg, command }) => {
+            let hint = match command {
+                Some(c) => format!("pss-guard {c} --help"),
+                None => "pss-guard --help".to_owned(),
+            };
+            eprintln!("pss-guard: {msg}\n(see '{hint}')");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("pss-guard: {}", chain_of(e.as_ref()));
             ExitCode::from(2)
         }
     }
 }
 
-fn run() -> Result<u8, String> {
+fn run() -> Result<u8, CliError> {
     let mut parser = lexopt::Parser::from_env();
-    let cmd = match parser.next().map_err(|e| e.to_string())? {
-        Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
-        Some(Long("help")) | Some(Short('h')) => {
-            print!("{USAGE}");
+    let top = |msg: String| CliError::Usage { msg, command: None };
+    let cmd = match parser.next().map_err(|e| top(e.to_string()))? {
+        Some(Value(v)) => v.string().map_err(|v| top(format!("{v:?} is not UTF-8")))?,
+        Some(Long("help") | Short('h')) => {
+            print!("{}", usage());
             return Ok(0);
         }
-        _ => return Err(format!("a command is required\n{USAGE}")),
+        Some(Long("version") | Short('V')) => return Ok(version()),
+        Some(other) => return Err(top(other.unexpected().to_string())),
+        None => return Err(top("a command is required".to_owned())),
     };
     match cmd.as_str() {
-        "hook" => hook_cmd(parser),
+        "hook" => Ok(hook_cmd(parser)),
         "check" => check_cmd(parser),
-        "install" => install_cmd(parser, false),
-        "uninstall" => install_cmd(parser, true),
+        "install" => install_cmd(parser, &INSTALL),
+        "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
         "serve" => serve_cmd(parser),
         "health" => health_cmd(parser),
         "version" => {
-            println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
-            Ok(0)
+            no_arguments(parser, &VERSION)?;
+            Ok(version())
         }
-        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+        "help" => help_cmd(parser),
+        other => Err(top(format!("unknown command {other:?}"))),
     }
 }
 
-fn parsed<T: std::str::FromStr<Err = String>>(p: &mut lexopt::Parser) -> Result<T, String> {
-    string(p)?.parse()
+fn version() -> u8 {
+    println!("pss-guard {}", env!("CARGO_PKG_VERSION"));
+    0
+}
+
+fn help_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let top = |msg: String| CliError::Usage { msg, command: None };
+    match p.next().map_err(|e| top(e.to_string()))? {
+        None => print!("{}", usage()),
+        Some(Value(v)) => {
+            let name = v.to_string_lossy();
+            let c = COMMANDS
+                .iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| top(format!("unknown command {name:?}")))?;
+            print!("usage:\n{}", c.usage);
+        }
+        Some(other) => return Err(top(other.unexpected().to_string())),
+    }
+    Ok(0)
+}
+
+fn print_usage(c: &Command) -> u8 {
+    print!("usage:\n{}", c.usage);
+    0
+}
+
+fn no_arguments(mut p: lexopt::Parser, c: &'static Command) -> Result<(), CliError> {
+    match p.next().map_err(|e| CliError::usage(c, e))? {
+        None => Ok(()),
+        Some(Long("help") | Short('h')) => {
+            print_usage(c);
+            Ok(())
+        }
+        Some(other) => Err(CliError::usage(c, other.unexpected())),
+    }
+}
+
+/// The next argument's value as a string or a parsed type, as a usage error of `c` if it fails.
+fn value<T: std::str::FromStr>(p: &mut lexopt::Parser, c: &Command) -> Result<T, CliError>
+where
+    T::Err: std::fmt::Display,
+{
+    let raw = p.value().map_err(|e| CliError::usage(c, e))?;
+    let s = raw
+        .to_str()
+        .ok_or_else(|| CliError::usage(c, format!("{raw:?} is not UTF-8")))?;
+    s.parse().map_err(|e| CliError::usage(c, e))
+}
+
+fn path_value(p: &mut lexopt::Parser, c: &Command) -> Result<PathBuf, CliError> {
+    Ok(p.value().map_err(|e| CliError::usage(c, e))?.into())
+}
+
+/// Hook mode. `--help` prints the usage and refuses (exit 64) without a decision record: a hook
+/// entry that says `--help` must never let a container through, and is not a container's
+/// decision. Any other bad argument refuses the container with a logged decision.
+fn hook_cmd(mut p: lexopt::Parser) -> u8 {
+    let mut args = HookArgs::default();
+    let mut bad_args = None;
+    let step = |p: &mut lexopt::Parser, args: &mut HookArgs| -> Result<bool, String> {
+        let Some(arg) = p.next().map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        match arg {
+            Long("help") | Short('h') => return Err("--help".to_owned()),
+            Long("policy") => args.policy = p.value().map_err(|e| e.to_string())?.into(),
+            Long("runtime") => {
+                let r: RuntimeArg = value(p, &HOOK).map_err(|e| e.to_string())?;
+                // A hooks.d entry naming cri-o serves Podman too, whose users set any
+                // annotation: such entries (written before detection existed) get detection.
+                args.runtime = match r {
+                    RuntimeArg::Named(Runtime::CriO) => RuntimeArg::Detect,
+                    r => r,
+                };
+            }
+            Long("handler") => args.handler = Some(value(p, &HOOK).map_err(|e| e.to_string())?),
+            other => return Err(other.unexpected().to_string()),
+        }
+        Ok(true)
+    };
+    loop {
+        match step(&mut p, &mut args) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if e == "--help" => {
+                print!("usage:\n{}", HOOK.usage);
+                return EXIT_USAGE;
+            }
+            Err(e) => {
+                bad_args = Some(e);
+                break;
+            }
+        }
+    }
+    hook::run(&args, bad_args)
 }
 
 /// An explicit policy file must load; the default one may be absent (a workstation), and then
 /// the built-in default applies with the reason.
 fn load_policy(
-    explicit: Option<&std::path::Path>,
-    default: &std::path::Path,
-) -> Result<(Policy, Option<String>), String> {
+    explicit: Option<&Path>,
+    default: &Path,
+) -> Result<(Policy, Option<String>), CliError> {
     match explicit {
-        Some(path) => Policy::load(path).map(|p| (p, None)).map_err(|e| {
-            pss_guard::error::Error::Policy {
+        Some(path) => Policy::load(path).map(|p| (p, None)).map_err(|source| {
+            CliError::failed(pss_guard::error::Error::Policy {
                 path: path.to_owned(),
-                source: e,
-            }
-            .chain()
+                source,
+            })
         }),
         None => Ok(Policy::load_or_default(default)),
     }
 }
 
-fn string(p: &mut lexopt::Parser) -> Result<String, String> {
-    p.value()
-        .map_err(|e| e.to_string())?
-        .string()
-        .map_err(|e| e.to_string())
+/// `--level`/`--version` override the policy's enforced level, each falling back to the policy's.
+fn enforce_override(
+    level: Option<Level>,
+    version: Option<Version>,
+    policy: &Policy,
+) -> Option<LevelVersion> {
+    (level.is_some() || version.is_some()).then(|| LevelVersion {
+        level: level.unwrap_or(policy.enforce.level),
+        version: version.unwrap_or(policy.enforce.version),
+    })
 }
 
-fn hook_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
-    let mut policy = PathBuf::from(DEFAULT_POLICY_PATH);
-    let mut opts = Options {
-        runtime: Runtime::Containerd,
-        handler: None,
-        enforce: None,
-        live: true,
-        sandbox_file: None,
-    };
-    // A hook that cannot understand its own arguments refuses the container like any other
-    // failure: one stderr line and an error record in the log.
-    let mut bad_args = None;
-    loop {
-        let arg = match p.next() {
-            Ok(Some(arg)) => arg,
-            Ok(None) => break,
-            Err(e) => {
-                bad_args = Some(e.to_string());
-                break;
-            }
-        };
-        let step = match arg {
-            Long("policy") => p
-                .value()
-                .map(|v| policy = v.into())
-                .map_err(|e| e.to_string()),
-            Long("runtime") => parsed(&mut p).map(|r| opts.runtime = r),
-            Long("handler") => string(&mut p).map(|h| opts.handler = Some(h)),
-            other => Err(other.unexpected().to_string()),
-        };
-        if let Err(e) = step {
-            bad_args = Some(e);
-            break;
-        }
-    }
-    Ok(hook::run(&policy, &opts, bad_args))
-}
-
-fn check_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
-    let mut target: Option<PathBuf> = None;
+fn check_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &CHECK;
+    let mut path: Option<PathBuf> = None;
     let mut policy_path: Option<PathBuf> = None;
-    let mut level: Option<Level> = None;
-    let mut version: Option<Version> = None;
+    let (mut level, mut version) = (None, None);
     let mut json = false;
     let mut id: Option<String> = None;
-    let mut opts = Options {
-        runtime: Runtime::Containerd,
-        handler: None,
-        enforce: None,
-        live: true,
-        sandbox_file: None,
-    };
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    let mut runtime = RuntimeArg::Named(Runtime::Containerd);
+    let mut sandbox_file = None;
+    let mut opts = Options::default();
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
-            Value(v) if target.is_none() => target = Some(v.into()),
-            Long("policy") => policy_path = Some(p.value().map_err(|e| e.to_string())?.into()),
-            Long("level") => level = Some(parsed(&mut p)?),
-            Long("version") => version = Some(parsed(&mut p)?),
-            Long("runtime") => opts.runtime = parsed(&mut p)?,
-            Long("handler") => opts.handler = Some(string(&mut p)?),
-            Long("sandbox") => {
-                opts.sandbox_file = Some(p.value().map_err(|e| e.to_string())?.into())
-            }
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Value(v) if path.is_none() => path = Some(v.into()),
+            Long("policy") => policy_path = Some(path_value(&mut p, c)?),
+            Long("level") => level = Some(value(&mut p, c)?),
+            Long("version") => version = Some(value(&mut p, c)?),
+            Long("runtime") => runtime = value(&mut p, c)?,
+            Long("handler") => opts.handler = Some(value(&mut p, c)?),
+            Long("sandbox") => sandbox_file = Some(path_value(&mut p, c)?),
             Long("offline") => opts.live = false,
-            Long("id") => id = Some(string(&mut p)?),
+            Long("id") => id = Some(value(&mut p, c)?),
             Long("json") => json = true,
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
-    let target = target.ok_or_else(|| format!("check needs a bundle or config.json\n{USAGE}"))?;
-    // An explicit policy file must load; the default path may be absent (a workstation).
-    let (policy, policy_error) = load_policy(
-        policy_path.as_deref(),
-        std::path::Path::new(DEFAULT_POLICY_PATH),
-    )?;
-    if level.is_some() || version.is_some() {
-        opts.enforce = Some(LevelVersion {
-            level: level.unwrap_or(policy.enforce.level),
-            version: version.unwrap_or(policy.enforce.version),
-        });
-    }
-    let (bundle, spec) = if target.is_dir() {
-        let s = spec::load_bundle_spec(&target);
-        (target.clone(), s)
+    let path = path.ok_or_else(|| CliError::usage(c, "check needs a bundle or config.json"))?;
+    let (policy, policy_error) =
+        load_policy(policy_path.as_deref(), Path::new(DEFAULT_POLICY_PATH))?;
+    opts.enforce = enforce_override(level, version, &policy);
+    let (bundle, spec_file) = if path.is_dir() {
+        (path, None)
     } else {
-        let bundle = target
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| PathBuf::from("."));
-        (bundle, spec::load_spec_file(&target))
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, Some(path))
     };
     let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
-    // The OCI container ID, which runtimes use as the bundle directory's name.
-    let id = id.unwrap_or_else(|| {
-        bundle
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
-    let mut decision = match spec {
-        Ok(spec) => {
-            let identity = spec::identity::identify(opts.runtime, &id, &spec);
-            hook::decide(&policy, &opts, &spec, identity, &bundle)
-        }
-        Err(e) => hook::decide_from_state(&policy, &opts, Err(e)),
+    let target = Target {
+        // The OCI container id, which runtimes use as the bundle directory's name.
+        id: id.unwrap_or_else(|| {
+            let name = bundle.file_name().unwrap_or_default();
+            name.to_string_lossy().into_owned()
+        }),
+        bundle,
+        spec_file,
+        sandbox_file,
+        runtime,
     };
-    decision.policy_error = policy_error;
+    let started = Instant::now();
+    let loaded = spec::load(&target, &policy.paths);
+    let decision = hook::decide(&policy, &opts, loaded, policy_error, started);
     if json {
         println!("{}", decision.to_json());
     } else {
         print!("{}", decision.render_text());
     }
-    Ok(decision.kind.exit_code())
+    Ok(decision.kind().exit_code())
 }
 
-fn install_cmd(mut p: lexopt::Parser, uninstall: bool) -> Result<u8, String> {
+fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliError> {
     use pss_guard::install::{self, Targets};
+    let uninstall = c.name == UNINSTALL.name;
     let mut o = install::Options::default();
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        let path = |p: &mut lexopt::Parser| -> Result<PathBuf, String> {
-            Ok(p.value().map_err(|e| e.to_string())?.into())
-        };
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
-            Long("root") => o.root = path(&mut p)?,
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Long("root") => o.root = path_value(&mut p, c)?,
             Long("dry-run") => o.dry_run = true,
             Long("restart") => o.restart = true,
-            Long("binary") => o.binary_source = Some(path(&mut p)?),
-            Long("policy") => o.policy_source = Some(path(&mut p)?),
+            Long("binary") => o.binary_source = Some(path_value(&mut p, c)?),
+            Long("policy") => o.policy_source = Some(path_value(&mut p, c)?),
             Long("replace-policy") => o.replace_policy = true,
             Long("purge") if uninstall => o.purge = true,
-            Long("bin-path") => o.bin_path = path(&mut p)?,
-            Long("policy-path") => o.policy_path = path(&mut p)?,
-            Long("containerd-config") => o.containerd_config = path(&mut p)?,
-            Long("containerd-config-version") => o.containerd_version = Some(parsed(&mut p)?),
-            Long("spec-dir") => o.spec_dir = path(&mut p)?,
-            Long("hooks-dir") => o.hooks_dir = Some(path(&mut p)?),
+            Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
+            Long("policy-path") => o.policy_path = path_value(&mut p, c)?,
+            Long("containerd-config") => o.containerd_config = path_value(&mut p, c)?,
+            Long("containerd-config-version") => o.containerd_version = Some(value(&mut p, c)?),
+            Long("spec-dir") => o.spec_dir = path_value(&mut p, c)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path_value(&mut p, c)?),
             Long("only") => {
-                o.targets = match string(&mut p)?.as_str() {
+                o.targets = match value::<String>(&mut p, c)?.as_str() {
                     "containerd" => Targets::Containerd,
                     "hooks.d" => Targets::HooksD,
                     other => {
-                        return Err(format!("--only {other:?}: expected containerd or hooks.d"));
+                        let msg = format!("--only {other:?}: expected containerd or hooks.d");
+                        return Err(CliError::usage(c, msg));
                     }
                 }
             }
             Long("restart-command") => {
-                o.restart_command = Some(
-                    string(&mut p)?
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect(),
-                )
+                let cmd: String = value(&mut p, c)?;
+                o.restart_command = Some(cmd.split_whitespace().map(String::from).collect());
             }
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
     for (flag, v) in [
@@ -263,66 +409,66 @@ fn install_cmd(mut p: lexopt::Parser, uninstall: bool) -> Result<u8, String> {
         ("--containerd-config", &o.containerd_config),
         ("--spec-dir", &o.spec_dir),
     ] {
-        if !spec::is_clean_absolute(v) {
-            return Err(format!("{flag} {v:?} must be a clean absolute host path"));
+        if !pss_guard::paths::is_clean_absolute(v) {
+            return Err(CliError::usage(
+                c,
+                format!("{flag} {v:?} must be a clean absolute host path"),
+            ));
         }
     }
-    let result = if uninstall {
+    let outcome = if uninstall {
         install::uninstall(&o)
     } else {
         install::install(&o)
-    };
-    let outcome = result.map_err(|e| pss_guard::error::chain_of(&e))?;
+    }
+    .map_err(CliError::failed)?;
     print!("{outcome}");
     match outcome.incomplete {
-        Some(why) => Err(why),
+        Some(why) => Err(CliError::Failed(why.into())),
         None => Ok(0),
     }
 }
 
-fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &AUDIT;
     let mut root = PathBuf::from("/");
     let mut policy_path: Option<PathBuf> = None;
-    let mut level: Option<Level> = None;
-    let mut version: Option<Version> = None;
+    let (mut level, mut version) = (None, None);
     let mut json = false;
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
-            Long("root") => root = p.value().map_err(|e| e.to_string())?.into(),
-            Long("policy") => policy_path = Some(p.value().map_err(|e| e.to_string())?.into()),
-            Long("level") => level = Some(parsed(&mut p)?),
-            Long("version") => version = Some(parsed(&mut p)?),
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Long("root") => root = path_value(&mut p, c)?,
+            Long("policy") => policy_path = Some(path_value(&mut p, c)?),
+            Long("level") => level = Some(value(&mut p, c)?),
+            Long("version") => version = Some(value(&mut p, c)?),
             Long("json") => json = true,
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
-    let (policy, policy_error) = load_policy(
-        policy_path.as_deref(),
-        &pss_guard::install::files::under(&root, std::path::Path::new(DEFAULT_POLICY_PATH)),
-    )?;
+    let default = pss_guard::install::files::under(&root, Path::new(DEFAULT_POLICY_PATH));
+    let (policy, policy_error) = load_policy(policy_path.as_deref(), &default)?;
     if let Some(e) = &policy_error {
         eprintln!("pss-guard: {e}");
     }
-    let enforce = (level.is_some() || version.is_some()).then(|| LevelVersion {
-        level: level.unwrap_or(policy.enforce.level),
-        version: version.unwrap_or(policy.enforce.version),
-    });
+    let enforce = enforce_override(level, version, &policy);
     let shown = enforce.unwrap_or(policy.enforce).to_string();
+    let paths = &policy.paths;
     let found = pss_guard::audit::find(
         &root,
-        &policy.paths.containerd_state,
-        &policy.paths.crio_runroot,
-        &policy.paths.crio_root,
+        &paths.containerd_state,
+        &paths.crio_runroot,
+        &paths.crio_root,
     );
     if found.is_empty()
         && let Some(why) = pss_guard::audit::no_runtime_state(
             &root,
-            &policy.paths.containerd_state,
-            &policy.paths.crio_runroot,
-            &policy.paths.crio_root,
+            &paths.containerd_state,
+            &paths.crio_runroot,
+            &paths.crio_root,
         )
     {
-        return Err(why);
+        return Err(CliError::Failed(why.into()));
     }
     let entries = pss_guard::audit::audit(&policy, found, enforce);
     if json {
@@ -333,58 +479,51 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
     Ok(pss_guard::audit::exit_code(&entries))
 }
 
-fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
     use pss_guard::serve::{self, ServeOptions};
+    let c = &SERVE;
     let mut o = ServeOptions {
         log: pss_guard::config::DEFAULT_LOG_PATH.into(),
-        listen: serve::DEFAULT_LISTEN
-            .parse()
-            .map_err(|e: std::net::AddrParseError| e.to_string())?,
+        listen: ([0, 0, 0, 0], 9713).into(),
         node: None,
         from_start: false,
         poll: std::time::Duration::from_millis(200),
     };
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
-            Long("log") => o.log = p.value().map_err(|e| e.to_string())?.into(),
-            Long("listen") => {
-                o.listen = string(&mut p)?
-                    .parse()
-                    .map_err(|e: std::net::AddrParseError| format!("--listen: {e}"))?
-            }
-            Long("node") => o.node = Some(string(&mut p)?).filter(|n| !n.is_empty()),
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Long("log") => o.log = path_value(&mut p, c)?,
+            Long("listen") => o.listen = value(&mut p, c)?,
+            Long("node") => o.node = Some(value::<String>(&mut p, c)?).filter(|n| !n.is_empty()),
             Long("from-start") => o.from_start = true,
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
-    serve::run(o).map_err(|e| pss_guard::error::chain_of(&e))?;
+    serve::run(o).map_err(CliError::failed)?;
     Ok(0)
 }
 
-fn health_cmd(mut p: lexopt::Parser) -> Result<u8, String> {
+fn health_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &HEALTH;
     let mut o = pss_guard::health::HealthOptions::default();
     let mut json = false;
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        let path = |p: &mut lexopt::Parser| -> Result<PathBuf, String> {
-            Ok(p.value().map_err(|e| e.to_string())?.into())
-        };
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
-            Long("root") => o.root = path(&mut p)?,
-            Long("bin-path") => o.bin_path = path(&mut p)?,
-            Long("policy-path") => o.policy_path = path(&mut p)?,
-            Long("containerd-config") => o.containerd_config = path(&mut p)?,
-            Long("hooks-dir") => o.hooks_dir = Some(path(&mut p)?),
-            Long("proc") => o.proc_dir = path(&mut p)?,
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Long("root") => o.root = path_value(&mut p, c)?,
+            Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
+            Long("policy-path") => o.policy_path = path_value(&mut p, c)?,
+            Long("containerd-config") => o.containerd_config = path_value(&mut p, c)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path_value(&mut p, c)?),
+            Long("proc") => o.proc_dir = path_value(&mut p, c)?,
             Long("json") => json = true,
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
     let report = pss_guard::health::check(&o);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
+        let text = serde_json::to_string(&report).map_err(CliError::failed)?;
+        println!("{text}");
     } else {
         print!("{}", report.render_text());
     }

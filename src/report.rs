@@ -6,8 +6,8 @@ use serde::Serialize;
 use crate::policy::{LevelVersion, Outcome, Report};
 use crate::spec::Identity;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The decision's one-word summary, as the log, `check --json` and `audit` spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Passed the enforced level (and the audit level, if any).
     Allowed,
@@ -22,6 +22,24 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Allowed,
+        Kind::Refused,
+        Kind::Audit,
+        Kind::Exempt,
+        Kind::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Allowed => "allowed",
+            Kind::Refused => "refused",
+            Kind::Audit => "audit",
+            Kind::Exempt => "exempt",
+            Kind::Error => "error",
+        }
+    }
+
     /// grep's convention: 0 allowed, 1 refused, 2 error.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -32,21 +50,40 @@ impl Kind {
     }
 }
 
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The reports of one evaluation: the enforced level's and, if the policy asks, the audit level's.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub report: Report,
+    pub audit: Option<Report>,
+}
+
+/// What became of the container.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    Evaluated(Evaluation),
+    /// Starts whatever it does. The evaluation, or why there is none, is kept for the log.
+    Exempt {
+        why: String,
+        evaluation: Result<Evaluation, String>,
+    },
+    /// Could not be evaluated (the cause chain on one line): refused.
+    Failed(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct Decision {
-    pub kind: Kind,
     pub identity: Identity,
+    /// The enforced level and version.
     pub enforce: LevelVersion,
-    pub report: Option<Report>,
-    pub audit: Option<Report>,
-    /// Why the container is exempt.
-    pub exempt: Option<String>,
-    /// Why it could not be evaluated (the cause chain on one line).
-    pub error: Option<String>,
+    pub verdict: Verdict,
     /// Why the policy file was not used, if it was not.
     pub policy_error: Option<String>,
-    /// Anything else worth a line in the log (an identity that was not trusted, ...).
-    pub note: Option<String>,
     pub eval_us: u64,
 }
 
@@ -55,6 +92,53 @@ fn one_line(s: &str) -> String {
 }
 
 impl Decision {
+    pub fn kind(&self) -> Kind {
+        match &self.verdict {
+            Verdict::Evaluated(e) if !e.report.allowed() => Kind::Refused,
+            Verdict::Evaluated(e) if e.audit.as_ref().is_some_and(|a| !a.allowed()) => Kind::Audit,
+            Verdict::Evaluated(_) => Kind::Allowed,
+            Verdict::Exempt { .. } => Kind::Exempt,
+            Verdict::Failed(_) => Kind::Error,
+        }
+    }
+
+    pub fn evaluation(&self) -> Option<&Evaluation> {
+        match &self.verdict {
+            Verdict::Evaluated(e)
+            | Verdict::Exempt {
+                evaluation: Ok(e), ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The enforced level's report, when the container was evaluated.
+    pub fn report(&self) -> Option<&Report> {
+        self.evaluation().map(|e| &e.report)
+    }
+
+    pub fn audit(&self) -> Option<&Report> {
+        self.evaluation().and_then(|e| e.audit.as_ref())
+    }
+
+    pub fn exempt(&self) -> Option<&str> {
+        match &self.verdict {
+            Verdict::Exempt { why, .. } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Why the container could not be evaluated.
+    pub fn error(&self) -> Option<&str> {
+        match &self.verdict {
+            Verdict::Failed(e)
+            | Verdict::Exempt {
+                evaluation: Err(e), ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
     /// `container "app" in pod default/web`, or `container "<id>"` without Kubernetes metadata.
     pub fn subject(&self) -> String {
         match &self.identity.kube {
@@ -69,21 +153,15 @@ impl Decision {
 
     /// The single stderr line the runtime hands to kubelet, for refusals and errors.
     pub fn stderr_line(&self) -> Option<String> {
-        let line = match self.kind {
-            Kind::Refused => format!(
-                "pss-guard: {} {}",
+        let line = match &self.verdict {
+            Verdict::Evaluated(e) => {
+                format!("pss-guard: {} {}", self.subject(), e.report.message()?)
+            }
+            Verdict::Failed(error) => format!(
+                "pss-guard: could not evaluate {}, refusing it: {error}",
                 self.subject(),
-                self.report
-                    .as_ref()
-                    .and_then(Report::message)
-                    .unwrap_or_default()
             ),
-            Kind::Error => format!(
-                "pss-guard: could not evaluate {}, refusing it: {}",
-                self.subject(),
-                self.error.as_deref().unwrap_or("unknown error")
-            ),
-            _ => return None,
+            Verdict::Exempt { .. } => return None,
         };
         Some(one_line(&line))
     }
@@ -94,10 +172,10 @@ impl Decision {
         if let Some(p) = &self.policy_error {
             out.push_str(&format!("policy: {p}\n"));
         }
-        if let Some(n) = &self.note {
+        if let Some(n) = &self.identity.note {
             out.push_str(&format!("note: {n}\n"));
         }
-        for (label, report) in [("enforce", &self.report), ("audit", &self.audit)] {
+        for (label, report) in [("enforce", self.report()), ("audit", self.audit())] {
             let Some(r) = report else { continue };
             out.push_str(&format!("{label} {}:\n", r.policy));
             for c in &r.results {
@@ -115,17 +193,13 @@ impl Decision {
                 out.push('\n');
             }
         }
-        if let Some(e) = &self.exempt {
+        if let Some(e) = self.exempt() {
             out.push_str(&format!("exempt: {e}\n"));
         }
-        if let Some(e) = &self.error {
+        if let Some(e) = self.error() {
             out.push_str(&format!("error: {e}\n"));
         }
-        let kind = serde_json::to_value(self.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        out.push_str(&format!("decision: {kind}\n"));
+        out.push_str(&format!("decision: {}\n", self.kind().as_str()));
         out
     }
 }
@@ -192,9 +266,9 @@ impl Decision {
     /// `pss-guard check --json`: `decision`, `violations` of the enforced level, every check.
     pub fn to_json(&self) -> serde_json::Value {
         let empty = Vec::new();
-        let enforce = self.report.as_ref().map(report_json);
+        let enforce = self.report().map(report_json);
         serde_json::json!({
-            "decision": self.kind,
+            "decision": self.kind(),
             "container": self.identity.container_name(),
             "container_id": self.identity.container_id,
             "namespace": self.identity.kube.as_ref().map(|k| &k.namespace),
@@ -202,11 +276,12 @@ impl Decision {
             "policy": self.enforce.to_string(),
             "violations": enforce.as_ref().map(|e| &e.violations).unwrap_or(&empty),
             "checks": enforce.as_ref().map(|e| &e.checks),
-            "audit": self.audit.as_ref().map(report_json),
-            "exempt": self.exempt,
-            "error": self.error,
+            "runtime": self.identity.runtime.as_str(),
+            "audit": self.audit().map(report_json),
+            "exempt": self.exempt(),
+            "error": self.error(),
             "policy_error": self.policy_error,
-            "note": self.note,
+            "note": self.identity.note,
         })
     }
 }

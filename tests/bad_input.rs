@@ -208,6 +208,19 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            input: "state with `Bundle`, which Go's decoder reads as `bundle` (keys match in any case)",
+            kind: Kind::Hook,
+            message: "key \"Bundle\" would be read as \"bundle\"",
+            make: |n| {
+                let b = n.bundle("ok", &base());
+                let s = format!(
+                    r#"{{"ociVersion":"1.0.2","id":"c","status":"creating","bundle":{:?},"Bundle":"/tmp"}}"#,
+                    b.display().to_string()
+                );
+                hook_case(n, s.into_bytes(), "none")
+            },
+        },
+        Row {
             input: "state with a wrong type (`pid: \"1\"`)",
             kind: Kind::Hook,
             message: "parsing the container state: invalid type: string \"1\"",
@@ -387,6 +400,40 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            input: "config.json with `Mounts` after `mounts`: runc's decoder matches keys in any case and the last wins",
+            kind: Kind::Hook,
+            message: "config.json\": key \"Mounts\" would be read as \"mounts\"",
+            make: |n| {
+                let mut text = serde_json::to_string(&base()).expect("json");
+                text.pop();
+                text.push_str(
+                    r#","Mounts":[{"destination":"/host","type":"bind","source":"/","options":["rbind","rw"]}]}"#,
+                );
+                raw_bundle(n, "b", text.as_bytes())
+            },
+        },
+        Row {
+            input: "config.json with `process.capabilities.Bounding` (a case variant one level down)",
+            kind: Kind::Hook,
+            message: "key \"Bounding\" would be read as \"bounding\"",
+            make: |n| {
+                let mut s = base();
+                s["process"]["capabilities"]["Bounding"] = json!(["CAP_SYS_ADMIN"]);
+                spec_bundle(n, "b", &s)
+            },
+        },
+        Row {
+            input: "config.json with `mountſ` (U+017F folds to `s` in Go), escaped as `\\u017f`",
+            kind: Kind::Hook,
+            message: "key \"mountſ\" would be read as \"mounts\"",
+            make: |n| {
+                let mut text = serde_json::to_string(&base()).expect("json");
+                text.pop();
+                text.push_str(r#","mount\u017f":[]}"#);
+                raw_bundle(n, "b", text.as_bytes())
+            },
+        },
+        Row {
             input: "config.json wrong type (`process.user.uid: \"0\"`)",
             kind: Kind::Hook,
             message: "config.json\": invalid type: string \"0\", expected u32",
@@ -508,13 +555,13 @@ fn rows() -> Vec<Row> {
         Row {
             input: "containerd pod: sandbox bundle missing",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read",
+            message: "k8s.io/sb1\": No such file or directory (os error 2)",
             make: |n| pod_case(n, "sb1", None, base()),
         },
         Row {
             input: "containerd pod: sandbox config.json not JSON",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read: parsing",
+            message: "(sandbox \"sb1\") holds the pod's sysctls and host namespaces but cannot be read: parsing",
             make: |n| {
                 let c = pod_case(n, "sb1", Some(&sandbox_spec()), base());
                 let sb = n.path().join("k8s.io/sb1/config.json");
@@ -525,7 +572,7 @@ fn rows() -> Vec<Row> {
         Row {
             input: "containerd pod: sandbox config.json unreadable (a FIFO)",
             kind: Kind::Hook,
-            message: "the pod sandbox spec is needed (sandbox \"sb1\") but cannot be read: reading",
+            message: "(sandbox \"sb1\") holds the pod's sysctls and host namespaces but cannot be read: reading",
             make: |n| {
                 let c = pod_case(n, "sb1", Some(&sandbox_spec()), base());
                 let sb = n.path().join("k8s.io/sb1/config.json");
@@ -743,7 +790,7 @@ fn render_doc(rows: &[Row]) -> String {
            record has `\"decision\":\"error\"` and the reason in `error`. The message column is a\n  \
            fragment of that reason.\n\
          - **exit 1 (default)**: a broken policy file must not brick the node. The built-in default\n  \
-           (`baseline:latest`, `kube-system` and `pss-guard` exempt, log at\n  \
+           (`baseline:latest`, `kube-system` exempt, log at\n  \
            `/var/log/pss-guard/decisions.log`) applies, so the privileged container of these rows is\n  \
            refused with the usual PSA-shaped line; the record has `\"decision\":\"refused\"` and\n  \
            `policy_error` holding the message column and `; using the built-in default`.\n\n\

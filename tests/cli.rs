@@ -94,6 +94,90 @@ fn bad_hook_arguments_refuse_and_are_logged() {
     assert!(recs.iter().all(|r| r["decision"] == "error"), "{recs:?}");
 }
 
+/// `pss-guard ARGS` with an empty environment.
+fn cli(args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run pss-guard")
+}
+
+#[test]
+fn help_and_version_answer_and_usage_errors_exit_64() {
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let o = cli(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        for cmd in ["hook", "check", "install", "uninstall", "audit", "version"] {
+            assert!(
+                out.contains(&format!("pss-guard {cmd}")),
+                "{args:?} lists {cmd}: {out}"
+            );
+        }
+    }
+    for cmd in ["check", "install", "uninstall", "audit", "version"] {
+        for args in [vec![cmd, "--help"], vec![cmd, "-h"], vec!["help", cmd]] {
+            let o = cli(&args);
+            assert_eq!(o.status.code(), Some(0), "{args:?}");
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                out.starts_with(&format!("usage:\npss-guard {cmd}")),
+                "{args:?}: {out}"
+            );
+            assert!(
+                !out.contains("pss-guard hook"),
+                "{args:?} shows only its own usage"
+            );
+        }
+    }
+    let version = format!("pss-guard {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["-V"], &["version"]] {
+        let o = cli(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), version, "{args:?}");
+    }
+    // The command line itself wrong: 64, never 2 ("could not evaluate"), with a pointer to help.
+    for (args, hint) in [
+        (&[][..], "pss-guard --help"),
+        (&["frobnicate"], "pss-guard --help"),
+        (&["check"], "pss-guard check --help"),
+        (&["check", "x", "--bogus"], "pss-guard check --help"),
+        (
+            &["check", "x", "--level", "privileged-ish"],
+            "pss-guard check --help",
+        ),
+        (&["audit", "--version", "v2"], "pss-guard audit --help"),
+        (&["install", "--only", "docker"], "pss-guard install --help"),
+        (&["version", "extra"], "pss-guard version --help"),
+        (&["help", "nope"], "pss-guard --help"),
+    ] {
+        let o = cli(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("pss-guard: "), "{args:?}: {err}");
+        assert!(err.contains(hint), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn hook_help_refuses_and_writes_no_record() {
+    // A hook entry written with --help must never let a container through, and is no
+    // container's decision: usage, a non-zero exit, nothing in the log.
+    let node = Node::new("");
+    let b = node.bundle("ok", &base_spec(&["/bin/true"]));
+    for args in [&["--help"][..], &["-h"], &["--runtime", "none", "--help"]] {
+        let o = node.run_hook(&state("ok", &b), args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("pss-guard hook"),
+            "{args:?}"
+        );
+    }
+    assert!(!node.log_path().exists(), "{:?}", node.records());
+}
+
 #[test]
 fn unknown_capability_names_fail_closed() {
     let node = Node::new("");

@@ -269,19 +269,17 @@ fn pod(node: &Node, ns: &str, spec: Value) -> std::path::PathBuf {
 }
 
 #[test]
-fn system_and_own_namespaces_always_start_whatever_the_policy_says() {
+fn system_namespace_always_starts_and_pss_guards_own_only_where_the_policy_names_it() {
     let node = Node::new("");
     // The policy names no exempt namespace, enforces restricted, and the pods are privileged.
     write_policy(
         &node,
         "enforce = \"restricted:latest\"\n[exempt]\nnamespaces = []\n",
     );
-    for ns in ["kube-system", "pss-guard"] {
-        let b = pod(&node, ns, privileged());
-        let o = hook(&node, &b, "c1", "containerd");
-        assert_eq!(o.status.code(), Some(0), "{ns}: {:?}", stderr_lines(&o));
-        assert!(o.stderr.is_empty());
-    }
+    let b = pod(&node, "kube-system", privileged());
+    let o = hook(&node, &b, "c1", "containerd");
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    assert!(o.stderr.is_empty());
     // Even a spec that cannot be evaluated (an unknown capability name) starts there.
     let mut odd = privileged();
     odd["process"]["capabilities"]["bounding"]
@@ -290,9 +288,20 @@ fn system_and_own_namespaces_always_start_whatever_the_policy_says() {
         .push(json!("cap_sys_admin"));
     let b = pod(&node, "kube-system", odd);
     assert_eq!(hook(&node, &b, "c1", "containerd").status.code(), Some(0));
+    // A namespace called pss-guard is nobody's in particular until the policy says the
+    // DaemonSet runs there: anyone who may create it would otherwise be exempt.
+    let b = pod(&node, "pss-guard", privileged());
+    assert_eq!(hook(&node, &b, "c1", "containerd").status.code(), Some(1));
     // The control: the same privileged pod anywhere else is refused.
     let b = pod(&node, "default", privileged());
     assert_eq!(hook(&node, &b, "c1", "containerd").status.code(), Some(1));
+    // Named in the policy (as the shipped manifests do), pss-guard's own pods start.
+    write_policy(
+        &node,
+        "enforce = \"restricted:latest\"\n[exempt]\nnamespaces = [\"pss-guard\"]\n",
+    );
+    let b = pod(&node, "pss-guard", privileged());
+    assert_eq!(hook(&node, &b, "c1", "containerd").status.code(), Some(0));
 
     let recs = node.records();
     let got: Vec<(&str, &str)> = recs
@@ -308,12 +317,13 @@ fn system_and_own_namespaces_always_start_whatever_the_policy_says() {
         got,
         [
             ("kube-system", "exempt"),
-            ("pss-guard", "exempt"),
             ("kube-system", "exempt"),
-            ("default", "refused")
+            ("pss-guard", "refused"),
+            ("default", "refused"),
+            ("pss-guard", "exempt"),
         ]
     );
-    assert!(recs[2]["error"].as_str().unwrap().contains("cap_sys_admin"));
+    assert!(recs[1]["error"].as_str().unwrap().contains("cap_sys_admin"));
     // The policy file was in force, not the built-in default.
     assert_eq!(recs[3]["policy"], "restricted:latest");
     assert!(recs[3].get("policy_error").is_none(), "{}", recs[3]);

@@ -1,6 +1,6 @@
-//! Replays the committed fuzz corpus (`fuzz/seeds/evaluate/`, `fuzz/corpus-sample/evaluate/`)
-//! through the fuzz harness itself, so CI checks on every run, cheaply, what `cargo fuzz run
-//! evaluate` checked for minutes: no panic and the harness's invariants on every input.
+//! Replays the committed fuzz corpus (`fuzz/seeds/<target>/`, `fuzz/corpus-sample/<target>/`)
+//! through the fuzz harness itself, so CI checks on every run, cheaply, what `cargo fuzz run`
+//! checked for minutes: no panic and the harness's invariants on every input.
 //! See docs/fuzzing.md.
 
 #[path = "../fuzz/harness.rs"]
@@ -8,28 +8,38 @@ mod harness;
 
 use std::path::Path;
 
-#[test]
-fn committed_fuzz_corpus_replays_cleanly() {
+/// Replays every committed input of `target` (seeds and fuzzer-found samples) through `run`;
+/// returns how many there were.
+fn replay(target: &str, run: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
-    for dir in ["seeds/evaluate", "corpus-sample/evaluate"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+    for dir in ["seeds", "corpus-sample"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
             continue;
         };
         for e in entries {
-            let path = e.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            let ok = std::panic::catch_unwind(|| harness::run(&data));
+            let path = e.expect("corpus entry").path();
+            let data = std::fs::read(&path).expect("corpus input");
+            let ok = std::panic::catch_unwind(|| run(&data));
             assert!(ok.is_ok(), "{} fails the harness", path.display());
             n += 1;
         }
     }
-    // 78 seeds and 200 fuzzer-found inputs: an empty or missing corpus must not pass silently.
-    assert!(
-        n >= 278,
-        "only {n} corpus inputs found under {}",
-        root.display()
-    );
+    n
+}
+
+#[test]
+fn committed_fuzz_corpus_replays_cleanly() {
+    // An empty or missing corpus must not pass silently: at least the committed seeds and
+    // samples of each target.
+    for (target, run, least) in [
+        ("evaluate", harness::run as fn(&[u8]), 278),
+        ("keys", harness::keys, 20),
+        ("mounts", harness::mounts, 3),
+    ] {
+        let n = replay(target, run);
+        assert!(n >= least, "only {n} corpus inputs for {target}");
+    }
 }
 
 #[test]

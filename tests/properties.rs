@@ -5,34 +5,37 @@
 //!   controls (containerd passthrough with `pod_annotations = ["*"]`, CRI-O's copies of pod
 //!   annotations, anything in a plain runc/podman spec) never earn an exemption.
 //!
-//! Specs are built as JSON, parsed with `spec::parse_spec` and decided with `hook::decide`,
-//! the same calls the hook makes.
+//! Specs are built as JSON, written to a bundle, loaded with `spec::load` and decided with
+//! `hook::decide`, the same calls the hook makes. The bundle has no sandbox beside it: sandbox
+//! lookups fail the same way everywhere (only exemption matters for containers that need one).
 
-use std::path::Path;
+use std::time::Instant;
 
 use proptest::prelude::*;
 use pss_guard::config::Policy;
 use pss_guard::hook::{self, Options};
 use pss_guard::report::{Decision, Kind};
-use pss_guard::spec::{self, Runtime, identity};
+use pss_guard::spec::{self, Runtime, RuntimeArg, Target};
 use serde_json::{Value, json};
 
-/// No such directory: sandbox lookups fail the same way everywhere (only exemption matters
-/// for containers that need one).
-const BUNDLE: &str = "/nonexistent/pss-guard-proptest/c1";
-
 fn decide(spec: &Value, runtime: Runtime, policy: &Policy) -> Decision {
-    let bytes = serde_json::to_vec(spec).expect("json");
-    let raw = spec::parse_spec(&bytes, Path::new("config.json")).expect("generated spec parses");
-    let opts = Options {
-        runtime,
-        handler: None,
-        enforce: None,
-        live: true,
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("c1");
+    std::fs::create_dir(&bundle).expect("mkdir");
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(spec).expect("json"),
+    )
+    .expect("write spec");
+    let target = Target {
+        id: "c1".into(),
+        bundle,
+        spec_file: None,
         sandbox_file: None,
+        runtime: RuntimeArg::Named(runtime),
     };
-    let id = identity::identify(runtime, "c1", &raw);
-    hook::decide(policy, &opts, &raw, id, Path::new(BUNDLE))
+    let loaded = spec::load(&target, &policy.paths);
+    hook::decide(policy, &Options::default(), loaded, None, Instant::now())
 }
 
 // ---- privileges ---------------------------------------------------------------------------
@@ -217,12 +220,12 @@ proptest! {
         grant(&mut spec, &extra);
         let d2 = decide(&spec, Runtime::None, &policy);
         prop_assert!(
-            !refused(d1.kind) || refused(d2.kind),
+            !refused(d1.kind()) || refused(d2.kind()),
             "{:?} then {:?} under {}: {:?} became {:?} ({:?})",
-            before, extra, policy.enforce, d1.kind, d2.kind, d2.error
+            before, extra, policy.enforce, d1.kind(), d2.kind(), d2.error()
         );
         // Nothing the generator grants is unreadable: these are verdicts, not errors.
-        prop_assert!(d2.error.is_none(), "{:?}", d2.error);
+        prop_assert!(d2.error().is_none(), "{:?}", d2.error());
     }
 }
 
@@ -231,7 +234,7 @@ fn hardened_spec_passes_restricted_and_each_privilege_is_seen_by_some_level() {
     // The property above is only meaningful if the start is allowed and privileges register.
     let restricted = Policy::from_toml("enforce = \"restricted:latest\"\n").unwrap();
     assert_eq!(
-        decide(&hardened(), Runtime::None, &restricted).kind,
+        decide(&hardened(), Runtime::None, &restricted).kind(),
         Kind::Allowed
     );
     let mut each = vec![
@@ -252,6 +255,6 @@ fn hardened_spec_passes_restricted_and_each_privilege_is_seen_by_some_level() {
         let mut spec = hardened();
         grant(&mut spec, &p);
         let d = decide(&spec, Runtime::None, &restricted);
-        assert_eq!(d.kind, Kind::Refused, "{p:?}: {:?}", d.error);
+        assert_eq!(d.kind(), Kind::Refused, "{p:?}: {:?}", d.error());
     }
 }

@@ -199,7 +199,7 @@ impl Layout {
     /// runtime spec (no seccomp, no AppArmor): compliant with baseline.
     pub fn app_spec(&self, sandbox_pid: u32) -> Value {
         // containerd's default set, as the base runtime spec of an EKS node has it.
-        let caps = pss_guard::config::CONTAINERD_DEFAULT_CAPS;
+        let caps = pss_guard::facts::CONTAINERD_DEFAULT_CAPS;
         let mut mounts = vec![
             json!({"destination":"/proc","type":"proc","source":"proc","options":["nosuid","noexec","nodev"]}),
             json!({"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}),
@@ -257,7 +257,7 @@ impl Layout {
     /// The pause container's spec: where the pod's sysctls and host namespaces show.
     pub fn sandbox_spec(&self) -> Value {
         // containerd's default set, as the base runtime spec of an EKS node has it.
-        let caps = pss_guard::config::CONTAINERD_DEFAULT_CAPS;
+        let caps = pss_guard::facts::CONTAINERD_DEFAULT_CAPS;
         json!({
             "ociVersion": "1.1.0",
             "process": {

@@ -181,7 +181,7 @@ fn is_ours(hook: &Value, bin: &Path) -> bool {
 /// and noNewPrivileges. CRI replaces cgroupsPath, namespaces paths, mounts it manages and the
 /// process, so only the defaults matter.
 pub fn cri_default_spec() -> Value {
-    let caps = crate::config::CONTAINERD_DEFAULT_CAPS;
+    let caps = crate::facts::CONTAINERD_DEFAULT_CAPS;
     json!({
         "ociVersion": "1.0.2-dev",
         "process": {

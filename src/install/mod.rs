@@ -36,8 +36,9 @@ enforce = \"baseline:latest\"
 audit = \"restricted:latest\"
 
 [exempt]
-# kube-system and pss-guard are always exempt.
-namespaces = [\"kube-system\", \"pss-guard\"]
+# kube-system is always exempt. Add the namespace pss-guard's DaemonSet runs in, if it runs one:
+# any other namespace listed here is exempt for whoever may create pods in it.
+namespaces = [\"kube-system\"]
 ";
 
 #[derive(Debug, thiserror::Error)]

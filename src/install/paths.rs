@@ -28,7 +28,7 @@ pub struct RuntimePaths {
 fn abs(v: Option<&toml::Value>) -> Option<PathBuf> {
     let s = v?.as_str()?;
     let p = PathBuf::from(s);
-    crate::spec::is_clean_absolute(&p).then_some(p)
+    crate::paths::is_clean_absolute(&p).then_some(p)
 }
 
 /// containerd's `root`/`state` from its config text.

@@ -6,7 +6,8 @@ pub mod checks;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::{LegacyVolumes, SeccompAbsent};
+use serde::Deserialize;
+
 use crate::facts::Facts;
 
 /// The newest policy version this evaluator knows; `latest` means this one, and pinned versions
@@ -137,6 +138,27 @@ pub enum Outcome {
     Covered {
         by: &'static str,
     },
+}
+
+/// How to read a container with no `linux.seccomp`: containerd writes none both for an unset
+/// profile (kubelet `seccompDefault: false`, the EKS default) and for an explicit `Unconfined`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompAbsent {
+    /// Read it as "unset": allowed by baseline, refused by restricted (the default).
+    Unset,
+    /// Read it as `Unconfined`: refused by baseline too. Right only on nodes whose kubelet runs
+    /// with `seccompDefault: true`, where an unset profile becomes RuntimeDefault.
+    Unconfined,
+}
+
+/// Kubelet volume plugins that serve both inline volumes (forbidden by restricted) and
+/// PersistentVolumes (allowed), such as `kubernetes.io~nfs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyVolumes {
+    Allow,
+    Refuse,
 }
 
 /// Switches for settings the node cannot tell apart on its own.
@@ -405,7 +427,7 @@ mod tests {
             LevelVersion::latest(Level::Baseline),
             "app",
             Ambiguity::default(),
-            crate::config::Policy::default().runtime_default_caps,
+            crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap(),
         );
         assert!(r.allowed(), "{r:?}");
         assert_eq!(r.message(), None);
@@ -421,7 +443,7 @@ mod tests {
             LevelVersion::latest(Level::Baseline),
             "app",
             Ambiguity::default(),
-            crate::config::Policy::default().runtime_default_caps,
+            crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap(),
         );
         assert_eq!(
             r.message().unwrap(),

@@ -2,24 +2,49 @@
 //! metadata the runtime itself sets, never from anything a pod author can write.
 //!
 //! containerd sets `io.kubernetes.cri.*` after copying any passthrough pod annotations
-//! (`pod_annotations`), so its values win. CRI-O copies every pod annotation into the spec as a
-//! top-level key, so its identity comes from the CRI labels kubelet set on the container
-//! (`io.kubernetes.cri-o.Labels`), and a pod whose own annotations
-//! (`io.kubernetes.cri-o.Annotations`) carry runtime keys is treated as unidentified. Which
-//! runtime built the spec comes from the hook's arguments, which only the node's installer
-//! writes, never from the spec.
+//! (`pod_annotations`), so its values win. CRI-O (`internal/factory/container/container.go`,
+//! `SpecAddAnnotations`) first copies the sandbox's annotations, which are the pod author's,
+//! then sets its own keys (`io.kubernetes.cri-o.Labels`, `.SandboxID`, `.ContainerType`,
+//! `.ImageName`, ...), then the container's CRI annotations and labels, which kubelet alone
+//! writes (`newContainerAnnotations`, `newContainerLabels`: the termination grace period, the
+//! container hash, the pod's name, namespace and uid). So CRI-O's own keys win over any pod
+//! annotation of the same name, and the identity comes from the labels kubelet set on the
+//! container (`io.kubernetes.cri-o.Labels`). `io.kubernetes.cri-o.Annotations` holds the
+//! container's kubelet-set annotations, `io.kubernetes.pod.terminationGracePeriod` among them,
+//! and says nothing about forgery. Which runtime built the spec comes from the hook's arguments
+//! (containerd) or the bundle's location (CRI-O), never from the spec.
 
 use std::collections::HashMap;
 
 use super::raw::RawSpec;
 
-/// The runtime family that built the spec, from the hook's `--runtime` argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The runtime family that built the spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Runtime {
     Containerd,
     CriO,
     /// Plain runc bundles, podman: no Kubernetes identity is trusted.
+    #[default]
     None,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+            Runtime::None => "none",
+        }
+    }
+
+    /// Where this runtime records the pod uid, for messages.
+    pub fn pod_uid_key(self) -> &'static str {
+        match self {
+            Runtime::Containerd => keys::CRI_SANDBOX_UID,
+            Runtime::CriO => "io.kubernetes.pod.uid in io.kubernetes.cri-o.Labels",
+            Runtime::None => "pod uid",
+        }
+    }
 }
 
 impl std::str::FromStr for Runtime {
@@ -49,7 +74,6 @@ pub mod keys {
     pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
     pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
     pub const CRIO_LABELS: &str = "io.kubernetes.cri-o.Labels";
-    pub const CRIO_ANNOTATIONS: &str = "io.kubernetes.cri-o.Annotations";
     pub const CRIO_IMAGE_NAME: &str = "io.kubernetes.cri-o.ImageName";
 
     /// kubelet's CRI labels on every container (`newContainerLabels`).
@@ -76,12 +100,18 @@ pub struct Kube {
 pub struct Identity {
     /// The OCI container ID (state `id`).
     pub container_id: String,
+    /// The runtime whose metadata the identity was read from.
+    pub runtime: Runtime,
     pub kube: Option<Kube>,
     /// Why the container has no Kubernetes identity although it looked like it might.
     pub note: Option<String>,
 }
 
 impl Identity {
+    pub fn sandbox_id(&self) -> Option<&str> {
+        self.kube.as_ref().map(|k| k.sandbox_id.as_str())
+    }
+
     /// `container "app"` in messages: the Kubernetes name, or the OCI ID.
     pub fn container_name(&self) -> &str {
         match &self.kube {
@@ -94,6 +124,7 @@ impl Identity {
 pub fn identify(runtime: Runtime, container_id: &str, spec: &RawSpec) -> Identity {
     let mut id = Identity {
         container_id: container_id.to_owned(),
+        runtime,
         ..Identity::default()
     };
     match runtime {
@@ -125,20 +156,6 @@ fn containerd(spec: &RawSpec) -> Option<Kube> {
 
 fn crio(spec: &RawSpec) -> Result<Option<Kube>, String> {
     use keys::*;
-    // The pod's own annotations, as CRI-O recorded them: if they name runtime keys, the
-    // top-level copies of those keys may be the pod author's.
-    if let Some(raw) = spec.annotation(CRIO_ANNOTATIONS) {
-        let pod: HashMap<String, String> = serde_json::from_str(raw)
-            .map_err(|_| format!("{CRIO_ANNOTATIONS} is not a JSON object of strings"))?;
-        if let Some(k) = pod
-            .keys()
-            .find(|k| k.starts_with("io.kubernetes.cri") || k.starts_with("io.kubernetes.pod."))
-        {
-            return Err(format!(
-                "pod annotations carry the runtime key {k:?}; identity not trusted"
-            ));
-        }
-    }
     let Some(raw) = spec.annotation(CRIO_LABELS) else {
         return Ok(None);
     };
@@ -234,7 +251,6 @@ mod tests {
             (CRIO_LABELS, labels),
             (CRIO_SANDBOX_ID, "sb"),
             (CRIO_CONTAINER_TYPE, "container"),
-            (CRIO_ANNOTATIONS, r#"{"team":"a"}"#),
             // A pod annotation copied to the top level, imitating containerd: ignored.
             (CRI_SANDBOX_NAMESPACE, "kube-system"),
         ]);
@@ -243,17 +259,77 @@ mod tests {
         assert_eq!(k.container, "app");
     }
 
+    /// A CRI-O container's annotations in `SpecAddAnnotations`' order: the sandbox's (the pod
+    /// author's) first, then CRI-O's own keys, then kubelet's container annotations; a later
+    /// write of a key replaces an earlier one, as in the Go map CRI-O fills.
+    fn crio_spec(pod: &[(&str, &str)], crio: &[(&str, &str)], kubelet: &[(&str, &str)]) -> RawSpec {
+        let mut all: Vec<(&str, &str)> = pod.to_vec();
+        all.extend_from_slice(crio);
+        all.extend_from_slice(kubelet);
+        spec(&all)
+    }
+
     #[test]
-    fn crio_pod_annotations_naming_runtime_keys_void_the_identity() {
+    fn crio_own_keys_win_over_forged_pod_annotations() {
         use keys::*;
-        let labels = r#"{"io.kubernetes.pod.namespace":"kube-system","io.kubernetes.pod.name":"web","io.kubernetes.container.name":"app"}"#;
-        let s = spec(&[
-            (CRIO_LABELS, labels),
-            (CRIO_SANDBOX_ID, "sb"),
-            (CRIO_ANNOTATIONS, r#"{"io.kubernetes.cri-o.Labels":"x"}"#),
-        ]);
+        let forged = r#"{"io.kubernetes.pod.namespace":"kube-system","io.kubernetes.pod.name":"x","io.kubernetes.container.name":"x"}"#;
+        let real = r#"{"io.kubernetes.pod.namespace":"default","io.kubernetes.pod.name":"web","io.kubernetes.pod.uid":"u","io.kubernetes.container.name":"app"}"#;
+        let s = crio_spec(
+            &[
+                (CRIO_LABELS, forged),
+                (CRIO_SANDBOX_ID, "forged"),
+                (CRIO_CONTAINER_TYPE, "sandbox"),
+            ],
+            &[
+                (CRIO_LABELS, real),
+                (CRIO_SANDBOX_ID, "sb"),
+                (CRIO_CONTAINER_TYPE, "container"),
+                (
+                    "io.kubernetes.cri-o.Annotations",
+                    r#"{"io.kubernetes.pod.terminationGracePeriod":"30"}"#,
+                ),
+            ],
+            &[
+                ("io.kubernetes.pod.terminationGracePeriod", "30"),
+                ("io.kubernetes.container.hash", "1"),
+            ],
+        );
+        let k = identify(Runtime::CriO, "c1", &s).kube.unwrap();
+        assert_eq!(
+            (k.namespace.as_str(), k.pod.as_str(), k.container.as_str()),
+            ("default", "web", "app")
+        );
+        assert_eq!(k.sandbox_id, "sb");
+        assert!(!k.is_sandbox);
+    }
+
+    #[test]
+    fn crio_kubelet_grace_period_keeps_the_identity() {
+        use keys::*;
+        let labels = r#"{"io.kubernetes.pod.namespace":"kube-system","io.kubernetes.pod.name":"coredns","io.kubernetes.container.name":"coredns"}"#;
+        let s = crio_spec(
+            &[],
+            &[
+                (CRIO_LABELS, labels),
+                (CRIO_SANDBOX_ID, "sb"),
+                (
+                    "io.kubernetes.cri-o.Annotations",
+                    r#"{"io.kubernetes.pod.terminationGracePeriod":"30","io.kubernetes.container.restartCount":"0"}"#,
+                ),
+            ],
+            &[("io.kubernetes.pod.terminationGracePeriod", "30")],
+        );
+        let id = identify(Runtime::CriO, "c1", &s);
+        assert_eq!(id.kube.unwrap().namespace, "kube-system");
+        assert_eq!(id.note, None);
+    }
+
+    #[test]
+    fn crio_malformed_labels_are_a_note_not_an_identity() {
+        use keys::*;
+        let s = spec(&[(CRIO_LABELS, "{not json"), (CRIO_SANDBOX_ID, "sb")]);
         let id = identify(Runtime::CriO, "c1", &s);
         assert_eq!(id.kube, None);
-        assert!(id.note.unwrap().contains("runtime key"));
+        assert!(id.note.unwrap().contains("not a JSON object"));
     }
 }

@@ -3,11 +3,12 @@
 //! them into [`Facts`] once, before any check runs.
 
 pub mod identity;
+pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod raw;
+pub mod scan;
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -15,7 +16,8 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, State};
 
-use crate::config::Policy;
+use crate::bounded::{ReadError, read_all_bounded, read_bounded, require_regular};
+use crate::config::{AppArmorMode, Paths, Policy};
 use crate::error::Error;
 use crate::facts::{AppArmor, CapSet, Capabilities, Facts, HostNamespaces};
 pub use identity::{Identity, Runtime};
@@ -25,47 +27,6 @@ use raw::RawSpec;
 pub const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
 /// The state carries the spec's annotations, so it gets the same bound.
 pub const MAX_STATE_BYTES: usize = MAX_SPEC_BYTES;
-
-#[derive(Debug)]
-pub enum ReadError {
-    Io(std::io::Error),
-    TooLarge,
-}
-
-/// Reads at most `limit` bytes; more is an error, never a truncation. Only a regular file is
-/// read: a FIFO would block the open (and the hook) until a writer came.
-pub fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(ReadError::Io)?;
-    require_regular(&f).map_err(ReadError::Io)?;
-    read_all_bounded(f, limit)
-}
-
-fn require_regular(f: &std::fs::File) -> std::io::Result<()> {
-    if f.metadata()?.file_type().is_file() {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
-    }
-}
-
-fn read_all_bounded(r: impl Read, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    r.take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
-    if buf.len() > limit {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(buf)
-}
 
 fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
     match e {
@@ -80,90 +41,25 @@ fn read_error(path: &Path, limit: usize, e: ReadError) -> Error {
     }
 }
 
-/// serde_json's own recursion limit for typed fields; applied to the whole document, so a value
-/// nested deeper in a field no check reads is refused too. Real specs nest fewer than 10 levels.
-pub const MAX_JSON_DEPTH: usize = 128;
-
-/// Refuses JSON that is not UTF-8 or is nested deeper than [`MAX_JSON_DEPTH`]: serde_json
-/// skips ignored fields without checking either, and such a document is not one a runtime wrote.
-/// Returns the text, so that serde_json need not validate every string again (`from_str`).
-fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            return Err(serde::de::Error::custom(format!(
-                "not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            )));
-        }
-    };
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        i += 1;
-        match b {
-            // A string is skipped with one (vectorised) search per escape, not a step per byte:
-            // most of a pod's config.json is strings (the environment alone is most of it).
-            b'"' => loop {
-                let rest = bytes.get(i..).unwrap_or_default();
-                match memchr::memchr2(b'"', b'\\', rest) {
-                    // The escaped byte is skipped with the backslash.
-                    Some(p) if rest.get(p) == Some(&b'\\') => i += p + 2,
-                    Some(p) => {
-                        i += p + 1;
-                        break;
-                    }
-                    None => {
-                        i = bytes.len();
-                        break;
-                    }
-                }
-            },
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(serde::de::Error::custom(format!(
-                        "nested deeper than {MAX_JSON_DEPTH} levels"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(text)
-}
+pub use scan::MAX_JSON_DEPTH;
 
 /// Parses the OCI state and checks that its bundle is a clean absolute path.
 pub fn parse_state(bytes: &[u8]) -> Result<State, Error> {
-    let text = check_depth(bytes).map_err(Error::ParseState)?;
+    let text = scan::check(bytes, &raw::STATE_FIELDS).map_err(Error::ParseState)?;
     let state: State = serde_json::from_str(text).map_err(Error::ParseState)?;
     let bundle = state.bundle();
     if bundle.as_os_str().is_empty() {
         return Err(Error::NoBundle);
     }
-    if !is_clean_absolute(bundle) {
+    if !crate::paths::is_clean_absolute(bundle) {
         return Err(Error::BundlePath(bundle.clone()));
     }
     Ok(state)
 }
 
-/// Absolute, and no `.`, `..` or empty components (`Path::components` hides `.` and `//`).
-pub fn is_clean_absolute(p: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = p.as_os_str().as_bytes();
-    let Some(rest) = bytes.strip_prefix(b"/") else {
-        return false;
-    };
-    rest.is_empty()
-        || rest
-            .split(|b| *b == b'/')
-            .all(|c| !c.is_empty() && c != b"." && c != b"..")
-}
-
 /// Parses a spec already in memory.
 pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<RawSpec, Error> {
-    check_depth(bytes)
+    scan::check(bytes, &raw::SPEC_FIELDS)
         .and_then(serde_json::from_str)
         .map_err(|source| Error::ParseSpec {
             path: path.to_owned(),
@@ -216,19 +112,149 @@ pub fn load_spec_file(path: &Path) -> Result<RawSpec, Error> {
     parse_spec(&bytes, path)
 }
 
+/// How the hook knows which runtime built the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeArg {
+    /// Named by an argument only that runtime's configuration carries: containerd's
+    /// `base_runtime_spec` is read by containerd alone.
+    Named(Runtime),
+    /// Told from where the bundle lies: one hooks.d file serves CRI-O and Podman alike, and
+    /// Podman lets its user set any annotation, `io.container.manager` included.
+    Detect,
+}
+
+impl std::str::FromStr for RuntimeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "detect" => Ok(RuntimeArg::Detect),
+            other => other.parse().map(RuntimeArg::Named).map_err(|_| {
+                format!("unknown runtime {s:?} (expected containerd, cri-o, none or detect)")
+            }),
+        }
+    }
+}
+
+/// What to load: one container's bundle and what is known of it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The OCI container id (the state's `id`; runtimes name the bundle directory after it).
+    pub id: String,
+    pub bundle: PathBuf,
+    /// A spec file named directly (`check FILE`), instead of `<bundle>/config.json`.
+    pub spec_file: Option<PathBuf>,
+    /// An explicit sandbox spec (`check --sandbox`), instead of the sandbox bundle's.
+    pub sandbox_file: Option<PathBuf>,
+    pub runtime: RuntimeArg,
+}
+
+/// A pod sandbox's spec and, when it was found on disk, its bundle.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub spec: RawSpec,
+    pub bundle: Option<PathBuf>,
+}
+
+/// A container's spec with everything found around it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub spec: RawSpec,
+    pub bundle: PathBuf,
+    pub identity: Identity,
+    /// The pod sandbox's spec: present for every Kubernetes app container.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// Why loading stopped, with the identity known by then (so the record still names the pod).
+#[derive(Debug)]
+pub struct LoadError {
+    pub identity: Identity,
+    pub error: Error,
+}
+
+/// Loads the container's spec, tells its runtime and identity, and loads its pod's sandbox spec.
+pub fn load(target: &Target, paths: &Paths) -> Result<Loaded, Box<LoadError>> {
+    let fail = |identity: Identity| move |error| Box::new(LoadError { identity, error });
+    let unknown = Identity {
+        container_id: target.id.clone(),
+        ..Identity::default()
+    };
+    let spec = match &target.spec_file {
+        Some(f) => load_spec_file(f),
+        None => load_bundle_spec(&target.bundle),
+    }
+    .map_err(fail(unknown))?;
+    let runtime = match target.runtime {
+        RuntimeArg::Named(r) => r,
+        RuntimeArg::Detect => detect_runtime(&target.bundle, &target.id, paths),
+    };
+    let identity = identity::identify(runtime, &target.id, &spec);
+    let sandbox_bundle = sandbox_bundle(runtime, &target.bundle, &identity);
+    let sandbox = match (&target.sandbox_file, &sandbox_bundle) {
+        (Some(f), _) => Some(load_spec_file(f)),
+        (None, Some(b)) => Some(load_bundle_spec(b)),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(|e| Error::SandboxSpec {
+        sandbox: identity.sandbox_id().unwrap_or_default().to_owned(),
+        source: Box::new(e),
+    })
+    .map_err(fail(identity.clone()))?;
+    // A pod's app container without its sandbox spec would pass with its pod sysctls unseen.
+    if sandbox.is_none()
+        && runtime != Runtime::None
+        && let Some(k) = identity.kube.as_ref().filter(|k| !k.is_sandbox)
+    {
+        let error = Error::NoSandboxBundle(k.sandbox_id.clone());
+        return Err(Box::new(LoadError { identity, error }));
+    }
+    Ok(Loaded {
+        spec,
+        bundle: target.bundle.clone(),
+        identity,
+        sandbox: sandbox.map(|spec| Sandbox {
+            spec,
+            bundle: if target.sandbox_file.is_some() {
+                None
+            } else {
+                sandbox_bundle
+            },
+        }),
+    })
+}
+
+/// The runtime that wrote a bundle, from its location alone: CRI-O runs a container from
+/// `<runroot>/overlay-containers/<id>/userdata` (its `RunDir`), while Podman runs it from the
+/// same path under the graph root; a Podman user cannot place a bundle in CRI-O's run root
+/// without being root on the node. Anything else has no runtime whose metadata is trusted.
+pub fn detect_runtime(bundle: &Path, id: &str, paths: &Paths) -> Runtime {
+    let crio = paths
+        .crio_runroot
+        .join("overlay-containers")
+        .join(id)
+        .join("userdata");
+    if id_is_one_component(id) && bundle == crio {
+        Runtime::CriO
+    } else {
+        Runtime::None
+    }
+}
+
+fn id_is_one_component(id: &str) -> bool {
+    matches!(
+        Path::new(id).components().collect::<Vec<_>>().as_slice(),
+        [Component::Normal(_)]
+    )
+}
+
 /// Where the runtime keeps the pod sandbox's bundle, for a container of that pod.
 pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> Option<PathBuf> {
     let kube = identity.kube.as_ref()?;
-    if kube.is_sandbox {
+    if kube.is_sandbox || !id_is_one_component(&kube.sandbox_id) {
         return None;
     }
     let sid = &kube.sandbox_id;
-    if !matches!(
-        Path::new(sid).components().collect::<Vec<_>>().as_slice(),
-        [Component::Normal(_)]
-    ) {
-        return None;
-    }
     match runtime {
         // runtime/v2 bundles: <state>/io.containerd.runtime.v2.task/<namespace>/<id>.
         Runtime::Containerd => Some(bundle.parent()?.join(sid)),
@@ -236,18 +262,6 @@ pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> O
         Runtime::CriO => Some(bundle.parent()?.parent()?.join(sid).join("userdata")),
         Runtime::None => None,
     }
-}
-
-/// The container's spec and everything around it that the facts are built from.
-pub struct Input<'a> {
-    pub spec: &'a RawSpec,
-    pub identity: &'a Identity,
-    pub bundle: &'a Path,
-    /// The pod sandbox's spec: required for a Kubernetes container (pod sysctls live there).
-    pub sandbox: Option<&'a RawSpec>,
-    pub sandbox_bundle: Option<&'a Path>,
-    /// The container is being created now, so `/proc/<pid>` paths in its spec are current.
-    pub live: bool,
 }
 
 /// Parses one capability set. A name that is a real capability with one `CAP_` too many
@@ -285,16 +299,25 @@ fn host_caps() -> CapSet {
     out
 }
 
-fn apparmor_enabled() -> bool {
-    std::fs::read("/sys/module/apparmor/parameters/enabled")
-        .map(|b| b.first() == Some(&b'Y'))
-        .unwrap_or(false)
+/// Whether `runtime` applies AppArmor profiles on this host, as it decides it itself.
+fn apparmor_applied(runtime: Runtime, mode: AppArmorMode) -> bool {
+    if mode == AppArmorMode::Disabled {
+        return false;
+    }
+    let kernel = Path::new("/sys/kernel/security/apparmor").exists()
+        && std::fs::read("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|b| b.first() == Some(&b'Y'));
+    kernel && (runtime != Runtime::Containerd || Path::new("/sbin/apparmor_parser").exists())
 }
 
-/// Builds the facts. All the I/O of an evaluation happens here.
-pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
-    let spec = input.spec;
-    let path = || input.bundle.join("config.json");
+/// Builds the facts. All the I/O of an evaluation happens here. `live` says the spec belongs to
+/// a container being created now (hook mode, or `check` on a running container's bundle), so
+/// `/proc/<pid>` paths and mount sources in it are current.
+pub fn collect(loaded: &Loaded, policy: &Policy, live: bool) -> Result<Facts, Error> {
+    let spec = &loaded.spec;
+    let sandbox = loaded.sandbox.as_ref().map(|s| &s.spec);
+    let identity = &loaded.identity;
+    let path = || loaded.bundle.join("config.json");
     let process = spec
         .process
         .as_ref()
@@ -316,14 +339,23 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
     let is_empty = |v: Option<&Vec<String>>| v.is_none_or(|v| v.is_empty());
     let proc_unmasked = is_empty(linux.and_then(|l| l.masked_paths.as_ref()))
         && is_empty(linux.and_then(|l| l.readonly_paths.as_ref()));
+    // Any sysfs mounted without `ro`: runtimes mount /sys read-write only for privileged.
     let sys_writable = spec.mounts().iter().any(|m| {
-        m.destination() == Path::new("/sys")
-            && m.typ().as_deref() == Some("sysfs")
+        m.typ().as_deref() == Some("sysfs")
             && !m
                 .options()
                 .as_deref()
                 .is_some_and(|o| o.iter().any(|s| s == "ro"))
     });
+    // /proc/sys left writable while the rest of /proc is masked: no runtime builds that for
+    // an unprivileged container (kubelet's default lists make it read-only, Unmasked empties
+    // both lists).
+    let covers_proc_sys = |v: Option<&Vec<String>>| {
+        v.is_some_and(|v| v.iter().any(|p| Path::new("/proc/sys").starts_with(p)))
+    };
+    let proc_sys_writable = !proc_unmasked
+        && !covers_proc_sys(linux.and_then(|l| l.readonly_paths.as_ref()))
+        && !covers_proc_sys(linux.and_then(|l| l.masked_paths.as_ref()));
     let all_devices = linux
         .and_then(|l| l.resources.as_ref())
         .and_then(|r| r.devices.as_ref())
@@ -339,31 +371,31 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
             })
         });
 
-    let ns = |kind| namespaces::is_host(kind, spec, input.sandbox, input.live);
+    let ns = |kind| namespaces::is_host(kind, spec, sandbox, live);
     let host_ns = HostNamespaces {
         network: ns(LinuxNamespaceType::Network)?,
         pid: ns(LinuxNamespaceType::Pid)?,
         ipc: ns(LinuxNamespaceType::Ipc)?,
     };
 
-    let kube = input.identity.kube.as_ref();
+    let kube = identity.kube.as_ref();
     let pod_uid = kube
         .and_then(|k| k.pod_uid.clone())
-        .or_else(|| input.sandbox.and_then(uid_from_log_directory));
+        .or_else(|| sandbox.and_then(uid_from_log_directory));
     if kube.is_some() && pod_uid.is_none() {
-        return Err(Error::NoPodUid(identity::keys::CRI_SANDBOX_UID));
+        return Err(Error::NoPodUid(identity.runtime.pod_uid_key()));
     }
     let roots = mounts::Roots::new(&mounts::RootInputs {
         paths: &policy.paths,
         pod_uid: pod_uid.as_deref(),
-        container_id: &input.identity.container_id,
+        container_id: &identity.container_id,
         sandbox_id: kube.map(|k| k.sandbox_id.as_str()),
-        bundle: input.bundle,
-        sandbox_bundle: input.sandbox_bundle,
+        bundle: &loaded.bundle,
+        sandbox_bundle: loaded.sandbox.as_ref().and_then(|s| s.bundle.as_deref()),
     });
-    let mounts = mounts::classify(spec.mounts(), &roots, input.bundle);
+    let mounts = mounts::classify(spec.mounts(), &roots, &loaded.bundle, live);
 
-    let mut sysctls: Vec<String> = [Some(spec), input.sandbox]
+    let mut sysctls: Vec<String> = [Some(spec), sandbox]
         .into_iter()
         .flatten()
         .filter_map(|s| s.linux.as_ref()?.sysctl.as_ref())
@@ -373,7 +405,7 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
     sysctls.dedup();
 
     let profile = process.apparmor_profile.clone().filter(|p| !p.is_empty());
-    let apparmor = if profile.is_some() || apparmor_enabled() {
+    let apparmor = if profile.is_some() || apparmor_applied(identity.runtime, policy.apparmor) {
         AppArmor::Profile(profile)
     } else {
         AppArmor::HostDisabled
@@ -382,18 +414,19 @@ pub fn collect(input: &Input, policy: &Policy) -> Result<Facts, Error> {
     Ok(Facts {
         caps,
         prefixed_caps,
-        // Reading the bounding set costs a prctl per capability; only a container that already
-        // shows the other privileged signs needs it (`is_privileged` reads it only then).
-        host_caps: if proc_unmasked && sys_writable {
+        // Reading the bounding set costs a prctl per capability; only an unmasked /proc with
+        // no other privileged trait needs it (`is_privileged` reads it only then).
+        host_caps: if proc_unmasked && !(sys_writable || proc_sys_writable || all_devices) {
             host_caps()
         } else {
             CapSet::EMPTY
         },
         proc_unmasked,
         sys_writable,
+        proc_sys_writable,
         all_devices,
         host_ns,
-        user_namespace: namespaces::has_user_namespace(spec, input.live),
+        user_namespace: namespaces::has_user_namespace(spec, live),
         mounts,
         sysctls,
         seccomp: linux.is_some_and(|l| l.seccomp.is_some()),
@@ -440,7 +473,13 @@ mod tests {
         }
     }
 
-    /// The byte-at-a-time scan `check_depth` replaced: the depth it reaches.
+    static NONE: scan::Fields = scan::Fields(&[]);
+
+    fn check_depth(bytes: &[u8]) -> Result<&str, serde_json::Error> {
+        scan::check(bytes, &NONE)
+    }
+
+    /// A byte-at-a-time scan: the depth it reaches.
     fn reference_depth(bytes: &[u8]) -> usize {
         let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0, false, false);
         for &b in bytes {

@@ -1,6 +1,13 @@
 //! Classifies each bind mount's source as managed by kubelet or the runtime for THIS pod and
 //! container, or as a host path.
 //!
+//! A subPath bind (`<pod>/volume-subpaths/<name>/<container>/<index>`) is named after the pod
+//! volume, or after the PersistentVolume for a claim, and a hostPath volume used with a subPath
+//! lands there too: a pod can name an inline hostPath volume like its claim's PV. Names prove
+//! nothing, so a subPath source is managed only when the kernel's mount table shows that what
+//! is mounted there lies inside one of this pod's own volumes (same filesystem, root below the
+//! volume's). Without a mount table (a saved spec) it is a host path.
+//!
 //! Managed means under one of: this pod's kubelet directory (`<kubelet>/pods/<uid>/` volumes,
 //! volume-subpaths, etc-hosts, containers), containerd's directories for this sandbox and this
 //! container, CRI-O/podman storage for this container or sandbox, this container's bundle, or an
@@ -8,13 +15,14 @@
 //! prefixes compare whole path components, so `/var/lib/kubelet/pods/<uid>/../<other uid>` and
 //! `/var/lib/kubelet/pods/<uid>x` are host paths.
 
-use std::ffi::{OsStr, OsString};
+use std::cell::OnceCell;
+use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
+use super::mountinfo::Table;
 use crate::facts::{BindMount, MountOrigin};
 
 /// Everything that locates this pod's and container's managed directories.
@@ -88,92 +96,85 @@ impl Roots {
         }
     }
 
-    #[cfg(test)]
-    fn classify(&self, src: &Path) -> MountOrigin {
-        self.classify_with(src, &[])
-    }
-
-    /// `volumes` names this container's other mounts of whole pod volumes, `(name, plugin)`.
-    fn classify_with(&self, src: &Path, volumes: &[(OsString, String)]) -> MountOrigin {
+    /// `table` gives the mount table, when the spec is live and the table could be read.
+    fn classify<'t>(&self, src: &Path, table: &dyn Fn() -> Option<&'t Table>) -> MountOrigin {
         if let Some(pod) = &self.pod_dir
             && let Ok(rest) = src.strip_prefix(pod)
         {
-            return self.classify_in_pod(pod, rest, src, volumes);
+            return classify_in_pod(pod, rest, src, table);
         }
         if self.trees.iter().any(|t| src.starts_with(t)) || self.files.iter().any(|f| src == f) {
             return MountOrigin::Managed { plugin: None };
         }
         MountOrigin::Host
     }
+}
 
-    /// `rest` is the path below `<kubelet>/pods/<uid>`.
-    fn classify_in_pod(
-        &self,
-        pod: &Path,
-        rest: &Path,
-        src: &Path,
-        volumes: &[(OsString, String)],
-    ) -> MountOrigin {
-        let parts: Vec<&OsStr> = rest.iter().collect();
-        let plugin = |p: &OsStr| MountOrigin::Managed {
+/// `rest` is the path below `<kubelet>/pods/<uid>`.
+fn classify_in_pod<'t>(
+    pod: &Path,
+    rest: &Path,
+    src: &Path,
+    table: &dyn Fn() -> Option<&'t Table>,
+) -> MountOrigin {
+    let parts: Vec<&OsStr> = rest.iter().collect();
+    match parts.as_slice() {
+        // kubelet creates these for its volume plugins only; a hostPath volume has none.
+        [v, p, _name, ..] if *v == "volumes" => MountOrigin::Managed {
             plugin: Some(p.to_string_lossy().into_owned()),
-        };
-        match parts.as_slice() {
-            [v, p, _name, ..] if *v == "volumes" => plugin(p),
-            // The same volume mounted whole elsewhere in this spec names its plugin; volume
-            // names are unique within a pod. This also works on a saved spec.
-            [s, vol, _ctr, _n, ..] if *s == "volume-subpaths" => {
-                match volumes.iter().find(|(name, _)| name == vol) {
-                    Some((_, p)) => MountOrigin::Managed {
-                        plugin: Some(p.clone()),
-                    },
-                    None => subpath_origin(pod, vol, src),
-                }
-            }
-            [e] if *e == "etc-hosts" => MountOrigin::Managed { plugin: None },
-            [c, _ctr, _file] if *c == "containers" => MountOrigin::Managed { plugin: None },
-            _ => MountOrigin::Host,
-        }
+        },
+        [s, _vol, _ctr, _n, ..] if *s == "volume-subpaths" => match table() {
+            Some(t) => subpath_origin(t, pod, src),
+            None => MountOrigin::Host,
+        },
+        [e] if *e == "etc-hosts" => MountOrigin::Managed { plugin: None },
+        [c, _ctr, _file] if *c == "containers" => MountOrigin::Managed { plugin: None },
+        _ => MountOrigin::Host,
     }
 }
 
-/// A subPath mount: kubelet bind-mounts the sub-directory at
-/// `<pod>/volume-subpaths/<volume>/<container>/<index>`, whatever the volume's type. A pod volume
-/// of a managed type also has `<pod>/volumes/<plugin>/<volume>`; a PersistentVolume's directory
-/// is named after the PV instead, but is a mount point on the same device as the subpath. A
-/// hostPath volume has neither.
-fn subpath_origin(pod: &Path, vol: &OsStr, src: &Path) -> MountOrigin {
-    let volumes = pod.join("volumes");
-    let Ok(plugins) = fs::read_dir(&volumes) else {
-        return MountOrigin::Host;
-    };
-    let src_dev = fs::metadata(src).map(|m| m.dev()).ok();
-    let pod_dev = fs::metadata(pod).map(|m| m.dev()).ok();
-    for plugin in plugins.flatten() {
-        let pdir = plugin.path();
-        let name = plugin.file_name().to_string_lossy().into_owned();
-        if fs::symlink_metadata(pdir.join(vol)).is_ok() {
-            return MountOrigin::Managed { plugin: Some(name) };
-        }
-        let (Some(src_dev), Some(pod_dev)) = (src_dev, pod_dev) else {
-            continue;
-        };
-        if src_dev == pod_dev {
-            continue;
-        }
-        let Ok(entries) = fs::read_dir(&pdir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let dir = e.path();
-            for cand in [dir.join("mount"), dir] {
-                if fs::metadata(&cand).map(|m| m.dev()).ok() == Some(src_dev) {
-                    return MountOrigin::Managed { plugin: Some(name) };
+/// A subPath source is managed when what it shows lies inside one of this pod's volumes:
+/// `<pod>/volumes/<plugin>/<name>` (or its CSI `mount` directory).
+fn subpath_origin(table: &Table, pod: &Path, src: &Path) -> MountOrigin {
+    let mut volumes = Vec::new();
+    if let Ok(plugins) = fs::read_dir(pod.join("volumes")) {
+        for plugin in plugins.flatten() {
+            let name = plugin.file_name().to_string_lossy().into_owned();
+            for volume in fs::read_dir(plugin.path()).into_iter().flatten().flatten() {
+                let dir = volume.path();
+                for cand in [dir.join("mount"), dir] {
+                    if fs::symlink_metadata(&cand).is_ok() {
+                        volumes.push((name.clone(), cand));
+                    }
                 }
             }
         }
     }
-    MountOrigin::Host
+    match volume_holding(table, src, &volumes) {
+        Some(plugin) => MountOrigin::Managed {
+            plugin: Some(plugin.to_owned()),
+        },
+        None => MountOrigin::Host,
+    }
+}
+
+/// The plugin of the first of `volumes` (`(plugin, directory)`) whose content holds what `src`
+/// shows: the same filesystem, and `src`'s place in it at or below the volume's, each located
+/// through the mount table.
+pub fn volume_holding<'v>(
+    table: &Table,
+    src: &Path,
+    volumes: &'v [(String, PathBuf)],
+) -> Option<&'v str> {
+    let (dev, at) = table.locate(src)?;
+    volumes
+        .iter()
+        .find(|(_, dir)| {
+            table
+                .locate(dir)
+                .is_some_and(|(vdev, vat)| vdev == dev && at.starts_with(&vat))
+        })
+        .map(|(plugin, _)| plugin.as_str())
 }
 
 /// `bind` or `rbind` in the options, or type `bind`.
@@ -252,9 +253,19 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// Every bind mount of the spec, classified.
-pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path) -> Vec<BindMount> {
-    let resolved: Vec<(PathBuf, &Mount)> = mounts
+/// Every bind mount of the spec, classified. `live` says the sources are the ones the container
+/// is being created with, so the mount table can prove where subPath binds come from.
+pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path, live: bool) -> Vec<BindMount> {
+    // Read once, and only when a subPath source needs it.
+    let cell: OnceCell<Option<Table>> = OnceCell::new();
+    let table = || {
+        if live {
+            cell.get_or_init(Table::read).as_ref()
+        } else {
+            None
+        }
+    };
+    mounts
         .iter()
         .filter(|m| is_bind(m))
         .map(|m| {
@@ -265,32 +276,12 @@ pub fn classify(mounts: &[Mount], roots: &Roots, bundle: &Path) -> Vec<BindMount
             } else {
                 bundle.join(raw)
             };
-            (resolve(&abs), m)
-        })
-        .collect();
-    // Whole pod volumes this container mounts: `<pod>/volumes/<plugin>/<name>`.
-    let volumes: Vec<(OsString, String)> = match &roots.pod_dir {
-        Some(pod) => resolved
-            .iter()
-            .filter_map(|(src, _)| {
-                let rest = src.strip_prefix(pod).ok()?;
-                let mut it = rest.iter();
-                match (it.next(), it.next(), it.next()) {
-                    (Some(v), Some(plugin), Some(name)) if v == "volumes" => {
-                        Some((name.to_owned(), plugin.to_string_lossy().into_owned()))
-                    }
-                    _ => None,
-                }
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    resolved
-        .into_iter()
-        .map(|(src, m)| BindMount {
-            origin: roots.classify_with(&src, &volumes),
-            source: src.to_string_lossy().into_owned(),
-            destination: m.destination().to_string_lossy().into_owned(),
+            let src = resolve(&abs);
+            BindMount {
+                origin: roots.classify(&src, &table),
+                source: src.to_string_lossy().into_owned(),
+                destination: m.destination().to_string_lossy().into_owned(),
+            }
         })
         .collect()
 }
@@ -316,8 +307,12 @@ mod tests {
         })
     }
 
+    fn no_table<'a>() -> Option<&'a Table> {
+        None
+    }
+
     fn origin(r: &Roots, src: &str) -> MountOrigin {
-        r.classify(&resolve(Path::new(src)))
+        r.classify(&resolve(Path::new(src)), &no_table)
     }
 
     #[test]
@@ -402,57 +397,84 @@ mod tests {
         std::os::unix::fs::symlink("/etc", vol.join("link")).unwrap();
         let r = roots(&kubelet, vec![]);
         assert_eq!(
-            r.classify(&resolve(&vol.join("link"))),
+            r.classify(&resolve(&vol.join("link")), &no_table),
             MountOrigin::Host,
             "a symlink inside a volume pointing at /etc"
         );
         assert!(matches!(
-            r.classify(&resolve(&vol)),
+            r.classify(&resolve(&vol), &no_table),
             MountOrigin::Managed { .. }
         ));
     }
 
     #[test]
-    fn subpath_of_managed_volume_is_managed_and_of_host_path_is_not() {
+    fn subpath_is_managed_only_when_the_mount_table_puts_it_inside_a_pod_volume() {
         let dir = tempfile::tempdir().unwrap();
         let kubelet = dir.path().join("kubelet");
         let pod = kubelet.join("pods/uid-1");
-        fs::create_dir_all(pod.join("volumes/kubernetes.io~configmap/cfg")).unwrap();
-        let sp_cfg = pod.join("volume-subpaths/cfg/app/0");
-        let sp_host = pod.join("volume-subpaths/hostvol/app/0");
-        fs::create_dir_all(&sp_cfg).unwrap();
-        fs::create_dir_all(&sp_host).unwrap();
+        let cfg = pod.join("volumes/kubernetes.io~configmap/cfg");
+        let pv = pod.join("volumes/kubernetes.io~csi/pvc-1");
+        fs::create_dir_all(&cfg).unwrap();
+        fs::create_dir_all(pv.join("mount")).unwrap();
+        let sp = |vol: &str, n: u32| pod.join(format!("volume-subpaths/{vol}/app/{n}"));
+        // The configmap is a directory on the root filesystem; the PV is its own mount; the
+        // pod also names an inline hostPath volume `pvc-1` (its PV's name) used with a subPath.
+        let table = Table::parse(&format!(
+            "1 0 8:1 / / rw - ext4 a rw\n\
+             2 1 9:9 / {pv}/mount rw - ext4 b rw\n\
+             3 1 8:1 {cfg}/sub {cfg_sp} rw - ext4 a rw\n\
+             4 1 9:9 /data {pv_sp} rw - ext4 b rw\n\
+             5 1 8:1 /etc {host_sp} rw - ext4 a rw\n",
+            pv = pv.display(),
+            cfg = cfg.display(),
+            cfg_sp = sp("cfg", 0).display(),
+            pv_sp = sp("pvc-1", 1).display(),
+            host_sp = sp("pvc-1", 2).display(),
+        ))
+        .unwrap();
+        let live = || Some(&table);
         let r = roots(&kubelet, vec![]);
+        let managed = |p: &str| MountOrigin::Managed {
+            plugin: Some(p.into()),
+        };
         assert_eq!(
-            r.classify(&resolve(&sp_cfg)),
-            MountOrigin::Managed {
-                plugin: Some("kubernetes.io~configmap".into())
-            }
+            r.classify(&sp("cfg", 0), &live),
+            managed("kubernetes.io~configmap")
         );
-        assert_eq!(r.classify(&resolve(&sp_host)), MountOrigin::Host);
+        assert_eq!(
+            r.classify(&sp("pvc-1", 1), &live),
+            managed("kubernetes.io~csi")
+        );
+        assert_eq!(
+            r.classify(&sp("pvc-1", 2), &live),
+            MountOrigin::Host,
+            "a hostPath named like the PV"
+        );
+        // Not a mount point at all: whatever is there lies in kubelet's own directory.
+        assert_eq!(r.classify(&sp("cfg", 9), &live), MountOrigin::Host);
+        // Without a mount table nothing is proven.
+        assert_eq!(r.classify(&sp("cfg", 0), &no_table), MountOrigin::Host);
     }
 
     #[test]
-    fn subpath_of_a_volume_mounted_whole_in_the_same_spec_is_managed_offline() {
+    fn subpaths_are_host_paths_in_a_saved_spec() {
         let r = roots(Path::new("/nonexistent-kubelet"), vec![]);
         let pod = "/nonexistent-kubelet/pods/uid-1";
         let mounts: Vec<Mount> = serde_json::from_value(serde_json::json!([
             {"destination": "/data", "type": "bind",
              "source": format!("{pod}/volumes/kubernetes.io~empty-dir/data")},
             {"destination": "/sub", "type": "bind",
-             "source": format!("{pod}/volume-subpaths/data/app/1")},
-            {"destination": "/other", "type": "bind",
-             "source": format!("{pod}/volume-subpaths/hostvol/app/2")}
+             "source": format!("{pod}/volume-subpaths/data/app/1")}
         ]))
         .unwrap();
-        let got: Vec<MountOrigin> = classify(&mounts, &r, Path::new("/b"))
+        let got: Vec<MountOrigin> = classify(&mounts, &r, Path::new("/b"), false)
             .into_iter()
             .map(|m| m.origin)
             .collect();
         let empty_dir = MountOrigin::Managed {
             plugin: Some("kubernetes.io~empty-dir".into()),
         };
-        assert_eq!(got, vec![empty_dir.clone(), empty_dir, MountOrigin::Host]);
+        assert_eq!(got, vec![empty_dir, MountOrigin::Host]);
     }
 
     #[test]

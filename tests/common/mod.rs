@@ -16,10 +16,16 @@ pub struct Node {
 
 impl Node {
     pub fn new(extra_policy: &str) -> Node {
+        Node::with_policy(|_| extra_policy.to_owned())
+    }
+
+    /// A node whose extra policy text may name paths inside the node's own directory.
+    pub fn with_policy(extra_policy: impl FnOnce(&Path) -> String) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let n = Node { dir };
         let policy = format!(
-            "enforce = \"baseline:latest\"\n{extra_policy}\n[log]\npath = {:?}\nnode_name = \"test-node\"\n",
+            "enforce = \"baseline:latest\"\n{}\n[log]\npath = {:?}\nnode_name = \"test-node\"\n",
+            extra_policy(n.path()),
             n.log_path()
         );
         std::fs::write(n.policy_path(), policy).expect("write policy");

@@ -2,8 +2,10 @@
 //!
 //! On a host with AppArmor, containerd sets `process.apparmorProfile` for an unset or
 //! RuntimeDefault profile (`cri-containerd.apparmor.d`) and for Localhost (the profile name),
-//! and none for Unconfined, so "no profile" or `unconfined` fails. On a host without AppArmor
-//! (EKS AL2023, Bottlerocket) runtimes set no profile whatever the pod asked: not observable.
+//! and none for Unconfined, so "no profile" or `unconfined` fails. Where the runtime applies no
+//! profile whatever the pod asked (no AppArmor in the kernel, as on EKS AL2023 and Bottlerocket;
+//! containerd without `apparmor_parser` or with `disable_apparmor`), nothing can be observed;
+//! the policy's `apparmor` key and [`crate::spec`] decide which, as the runtime does.
 
 use crate::facts::{AppArmor, Facts};
 use crate::policy::{Check, Context, Level, Outcome};
@@ -20,7 +22,7 @@ pub const CHECK: Check = Check {
 fn eval(f: &Facts, ctx: &Context) -> Outcome {
     match &f.apparmor {
         AppArmor::HostDisabled => Outcome::NotObservable {
-            why: "AppArmor is not enabled on this host, so runtimes set no profile",
+            why: "the runtime applies no AppArmor profile on this host, so none is set",
         },
         AppArmor::Profile(Some(p)) if p != "unconfined" => Outcome::Pass,
         AppArmor::Profile(_) if ctx.privileged => Outcome::Covered { by: "privileged" },

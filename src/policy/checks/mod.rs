@@ -47,7 +47,6 @@ pub(crate) fn host_mounts(mounts: &[BindMount], skip_host_shm: bool) -> Vec<&Bin
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::config::Policy;
     use crate::facts::Facts;
     use crate::policy::{Ambiguity, Check, Context, Outcome};
 
@@ -61,7 +60,10 @@ pub(crate) mod testing {
             minor,
             subject: "container \"app\"",
             ambiguity,
-            runtime_default_caps: Policy::default().runtime_default_caps,
+            runtime_default_caps: crate::facts::CapSet::from_names(
+                crate::facts::CONTAINERD_DEFAULT_CAPS,
+            )
+            .expect("kernel names"),
             privileged: super::privileged::is_privileged(f),
         };
         (check.eval)(f, &ctx)

@@ -3,10 +3,14 @@
 //! The spec has no "privileged" field; runtimes expand it (containerd `WithPrivileged`, podman
 //! `--privileged`) into: every capability the runtime holds, no `maskedPaths`/`readonlyPaths`,
 //! `/sys` mounted read-write, and (unless `privileged_without_host_devices`) a device cgroup rule
-//! allowing every device. We call a container privileged when it has the first three together,
-//! or the allow-all device rule, which nothing but privileged produces. `capabilities.add: [ALL]`
-//! alone gives every capability but keeps the masks and a read-only `/sys`, so it is reported
-//! as capabilities, as admission would.
+//! allowing every device. Any part may be missing: `drop: [ALL]` empties the capabilities, a
+//! handler with `privileged_without_host_devices` adds no device rule, a user namespace changes
+//! what the kernel grants. So a container is privileged when it shows any trait that only
+//! `privileged: true` produces: a read-write sysfs, the allow-all device rule, or `/proc/sys`
+//! writable under an otherwise masked `/proc`; or an unmasked `/proc` together with every
+//! capability. An unmasked `/proc` alone is `procMount: Unmasked`, and `capabilities.add: [ALL]`
+//! alone keeps the masks and a read-only `/sys`: each is reported by its own check, as admission
+//! would.
 //!
 //! When this check fails, the capability, procMount, seccomp and AppArmor findings that are only
 //! its side effects are reported as covered by it, so the refusal reads like admission's.
@@ -25,7 +29,7 @@ pub const CHECK: Check = Check {
 
 pub fn is_privileged(f: &Facts) -> bool {
     let full_caps = !f.host_caps.is_empty() && f.caps.bounding.is_superset_of(f.host_caps);
-    f.all_devices || (full_caps && f.proc_unmasked && f.sys_writable)
+    f.all_devices || f.sys_writable || f.proc_sys_writable || (f.proc_unmasked && full_caps)
 }
 
 fn eval(_f: &Facts, ctx: &Context) -> Outcome {
@@ -73,6 +77,37 @@ mod tests {
         let mut f = Facts::compliant_example();
         f.proc_unmasked = true;
         assert_eq!(run(&CHECK, &f, 37), Outcome::Pass);
+    }
+
+    #[test]
+    fn privileged_with_drop_all_in_a_user_namespace_still_fails() {
+        // privileged_without_host_devices, drop: [ALL], hostUsers: false.
+        let mut f = Facts::compliant_example();
+        f.caps = Default::default();
+        f.host_caps = crate::facts::CapSet::EMPTY;
+        f.proc_unmasked = true;
+        f.sys_writable = true;
+        f.user_namespace = true;
+        f.seccomp = false;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
+    }
+
+    #[test]
+    fn writable_sys_or_proc_sys_alone_is_privileged() {
+        let mut f = Facts::compliant_example();
+        f.sys_writable = true;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
+        let mut f = Facts::compliant_example();
+        f.proc_sys_writable = true;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
+    }
+
+    #[test]
+    fn unmasked_proc_with_every_capability_is_privileged() {
+        let mut f = Facts::compliant_example();
+        f.proc_unmasked = true;
+        f.caps.bounding = f.host_caps;
+        assert!(matches!(run(&CHECK, &f, 37), Outcome::Fail { .. }));
     }
 
     #[test]

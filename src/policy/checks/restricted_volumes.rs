@@ -8,8 +8,8 @@
 //! (refused by admission) and PersistentVolumeClaims (allowed); the switch
 //! `legacy_volume_plugins` decides, default allow.
 
-use crate::config::LegacyVolumes;
 use crate::facts::{Facts, MountOrigin};
+use crate::policy::LegacyVolumes;
 use crate::policy::{Check, Context, Level, Outcome};
 
 pub const CHECK: Check = Check {

@@ -6,8 +6,8 @@
 //! ordinary pods on a stock node start; `unconfined` refuses them, which is exact on nodes whose
 //! kubelet runs with `seccompDefault: true`.
 
-use crate::config::SeccompAbsent;
 use crate::facts::Facts;
+use crate::policy::SeccompAbsent;
 use crate::policy::{Check, Context, Level, Outcome};
 
 pub const CHECK: Check = Check {
@@ -37,8 +37,8 @@ fn eval(f: &Facts, ctx: &Context) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LegacyVolumes;
     use crate::policy::Ambiguity;
+    use crate::policy::LegacyVolumes;
     use crate::policy::checks::testing::{detail, run, run_with};
 
     #[test]

@@ -6,8 +6,8 @@
 //! Divergence: on a kubelet with `seccompDefault: true`, an unset profile becomes RuntimeDefault
 //! and passes here while admission refuses it.
 
-use crate::config::SeccompAbsent;
 use crate::facts::Facts;
+use crate::policy::SeccompAbsent;
 use crate::policy::{Check, Context, Level, Outcome};
 
 pub const CHECK: Check = Check {
