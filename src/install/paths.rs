@@ -162,6 +162,43 @@ mod tests {
     }
 
     #[test]
+    fn crio_storage_then_crio_conf_drop_ins_decide() {
+        let root = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        w(
+            "etc/containers/storage.conf",
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"/data/storage\"\nrunroot = \"/run/storage\"\n",
+        );
+        let p = from_crio(root.path());
+        assert_eq!(p.crio_root.as_deref(), Some(Path::new("/data/storage")));
+        assert_eq!(p.crio_runroot.as_deref(), Some(Path::new("/run/storage")));
+        // crio.conf's [crio] root wins over storage.conf, and a later drop-in over both.
+        w(
+            "etc/crio/crio.conf",
+            "[crio]\nroot = \"/var/lib/crio-root\"\n",
+        );
+        w(
+            "etc/crio/crio.conf.d/10-a.conf",
+            "[crio]\nrunroot = \"/run/crio-a\"\n",
+        );
+        w(
+            "etc/crio/crio.conf.d/20-b.conf",
+            "[crio]\nrunroot = \"/run/crio-b\"\n",
+        );
+        let p = from_crio(root.path());
+        assert_eq!(
+            p.crio_root.as_deref(),
+            Some(Path::new("/var/lib/crio-root"))
+        );
+        assert_eq!(p.crio_runroot.as_deref(), Some(Path::new("/run/crio-b")));
+        assert_eq!(p.containerd_root, None);
+    }
+
+    #[test]
     fn apply_sets_only_what_differs_and_keeps_comments() {
         let policy = "# mine\nenforce = \"baseline:latest\"\n";
         let rt = RuntimePaths {
