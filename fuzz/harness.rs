@@ -210,9 +210,22 @@ pub fn keys(data: &[u8]) {
 // ---- target `mounts`: the mount table and subPath provenance -------------------------------
 
 /// The deepest mount point holding `p` (the last of equals) and `p`'s place in its filesystem,
-/// compared as strings of whole components.
+/// compared as `/`-joined strings of normal components (so `a//b` is `a/b`, as for a `Path`).
 fn reference_locate(t: &Table, p: &Path) -> Option<((u32, u32), PathBuf)> {
-    let text = |x: &Path| x.to_string_lossy().trim_end_matches('/').to_owned() + "/";
+    let text = |x: &Path| {
+        let parts: Vec<String> = x
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        if parts.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{}/", parts.join("/"))
+        }
+    };
     let ps = text(p);
     let mut best: Option<&pss_guard::spec::mountinfo::Mount> = None;
     for m in t.mounts() {
@@ -224,7 +237,9 @@ fn reference_locate(t: &Table, p: &Path) -> Option<((u32, u32), PathBuf)> {
     }
     let m = best?;
     let rest = ps.strip_prefix(&text(&m.mount_point))?;
-    Some((m.dev, m.root.join(rest.trim_end_matches('/'))))
+    let mut at = m.root.clone();
+    at.extend(rest.split('/').filter(|c| !c.is_empty()));
+    Some((m.dev, at))
 }
 
 pub fn mounts(data: &[u8]) {
