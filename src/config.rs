@@ -126,6 +126,8 @@ pub struct Policy {
     pub log_path: PathBuf,
     /// Overrides the node name in log records (default: the host name).
     pub node_name: Option<String>,
+    /// `[log] max_bytes`, `keep`: size rotation of the decision log.
+    pub log_rotation: crate::log::Rotation,
 }
 
 impl Default for Policy {
@@ -157,6 +159,7 @@ impl Default for Policy {
             paths: Paths::default(),
             log_path: DEFAULT_LOG_PATH.into(),
             node_name: None,
+            log_rotation: crate::log::Rotation::default(),
         }
     }
 }
@@ -248,6 +251,8 @@ struct RawCapabilities {
 struct RawLog {
     path: Option<PathBuf>,
     node_name: Option<String>,
+    max_bytes: Option<u64>,
+    keep: Option<u32>,
 }
 
 impl Policy {
@@ -388,6 +393,22 @@ impl Policy {
             p.log_path = absolute(path, "log.path")?;
         }
         p.node_name = raw.log.node_name.filter(|n| !n.is_empty());
+        if let Some(n) = raw.log.max_bytes {
+            if n < 4096 {
+                return Err(ConfigError::Invalid(format!(
+                    "log.max_bytes = {n}: at least 4096"
+                )));
+            }
+            p.log_rotation.max_bytes = n;
+        }
+        if let Some(k) = raw.log.keep {
+            if !(1..=1000).contains(&k) {
+                return Err(ConfigError::Invalid(format!(
+                    "log.keep = {k}: between 1 and 1000"
+                )));
+            }
+            p.log_rotation.keep = k;
+        }
         Ok(p)
     }
 

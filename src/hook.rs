@@ -334,7 +334,7 @@ pub fn run(args: &HookArgs, bad_args: Option<String>) -> u8 {
 pub fn finish(policy: &Policy, d: &Decision) -> u8 {
     let node = crate::log::node_name(policy.node_name.as_deref());
     let line = crate::log::render(d, &node, crate::time::rfc3339(std::time::SystemTime::now()));
-    let logged = crate::log::append(&policy.log_path, &line);
+    let logged = crate::log::append_rotating(&policy.log_path, &line, policy.log_rotation);
     let mut stderr = d.stderr_line();
     if let Err(e) = logged {
         // The decision stands; the operator learns the log is broken from the same line.

@@ -11,6 +11,7 @@ pub mod bounded;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod health;
 pub mod hook;
 pub mod install;
 pub mod log;

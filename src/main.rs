@@ -70,6 +70,15 @@ pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
     Decide every running container as the hook would; exit 1 if any would be refused.
 ",
 };
+const HEALTH: Command = Command {
+    name: "health",
+    usage: "\
+pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
+    [--containerd-config PATH] [--hooks-dir DIR] [--proc DIR]
+    Whether the hook is wired on this node (the DaemonSet's readiness probe):
+    exit 0 healthy, 1 unhealthy.
+",
+};
 const VERSION: Command = Command {
     name: "version",
     usage: "\
@@ -77,7 +86,9 @@ pss-guard version (or --version)
     Print the version.
 ",
 };
-const COMMANDS: [&Command; 6] = [&HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &VERSION];
+const COMMANDS: [&Command; 7] = [
+    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &VERSION,
+];
 
 fn usage() -> String {
     let mut out = String::from("usage:\n");
@@ -155,6 +166,7 @@ fn run() -> Result<u8, CliError> {
         "install" => install_cmd(parser, &INSTALL),
         "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
+        "health" => health_cmd(parser),
         "version" => {
             no_arguments(parser, &VERSION)?;
             Ok(version())
@@ -422,7 +434,10 @@ fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliErro
     }
     .map_err(CliError::failed)?;
     print!("{outcome}");
-    Ok(0)
+    match outcome.incomplete {
+        Some(why) => Err(CliError::Failed(why.into())),
+        None => Ok(0),
+    }
 }
 
 fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
@@ -456,6 +471,16 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         &paths.crio_runroot,
         &paths.crio_root,
     );
+    if found.is_empty()
+        && let Some(why) = pss_guard::audit::no_runtime_state(
+            &root,
+            &paths.containerd_state,
+            &paths.crio_runroot,
+            &paths.crio_root,
+        )
+    {
+        return Err(CliError::Failed(why.into()));
+    }
     let entries = pss_guard::audit::audit(&policy, found, enforce);
     if json {
         println!("{}", pss_guard::audit::to_json(&entries, &shown));
@@ -463,4 +488,31 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         print!("{}", pss_guard::audit::render_table(&entries, &shown));
     }
     Ok(pss_guard::audit::exit_code(&entries))
+}
+
+fn health_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &HEALTH;
+    let mut o = pss_guard::health::HealthOptions::default();
+    let mut json = false;
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
+        match arg {
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Long("root") => o.root = path_value(&mut p, c)?,
+            Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
+            Long("policy-path") => o.policy_path = path_value(&mut p, c)?,
+            Long("containerd-config") => o.containerd_config = path_value(&mut p, c)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path_value(&mut p, c)?),
+            Long("proc") => o.proc_dir = path_value(&mut p, c)?,
+            Long("json") => json = true,
+            other => return Err(CliError::usage(c, other.unexpected())),
+        }
+    }
+    let report = pss_guard::health::check(&o);
+    if json {
+        let text = serde_json::to_string(&report).map_err(CliError::failed)?;
+        println!("{text}");
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(u8::from(!report.healthy))
 }
