@@ -297,6 +297,7 @@ fn each_overlays_policy_is_what_it_says() {
         Some("baseline:latest")
     );
     assert_eq!(p.floor.level.to_string(), "privileged:latest");
+    assert_eq!(p.labels, pss_guard::config::LabelUse::Record);
 }
 
 #[test]
