@@ -276,6 +276,10 @@ fn an_image_exemption_pinned_to_a_digest_exempts_only_that_digest() {
     );
     assert_eq!(code, Some(0), "{rec}");
     assert_eq!(rec["decision"], "exempt", "{rec}");
+    // A reference with a tag and the digest was pulled by that digest too.
+    let tagged = privileged_image(&format!("registry.example/agent:1.0@{digest}"));
+    let (code, rec) = containerd_case(&node, "tagged", tagged, None);
+    assert_eq!(rec["decision"], "exempt", "{code:?} {rec}");
     for (name, image) in [
         ("by-tag", "registry.example/agent:1.0".to_owned()),
         (
