@@ -27,6 +27,15 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
     python3 -m pip install --quiet --break-system-packages kubernetes-validate
 fi
 
+# Debian sid in a debootstrap'd tree: kustomize for the manifest tests (bookworm has no
+# kustomize package; sid's is a Go binary that runs on bookworm's glibc), and the aarch64 cross
+# toolchain scripts/cross-aarch64.sh uses.
+"$(dirname "$0")/cross-aarch64.sh" prepare
+tree=${PSS_GUARD_CROSS_TREE:-/var/cache/pss-guard/cross-sid}
+if ! command -v kustomize >/dev/null 2>&1; then
+  install -m 0755 "$tree/usr/bin/kustomize" /usr/local/bin/kustomize
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (rustup's stable toolchain)" >&2
   exit 1

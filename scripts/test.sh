@@ -48,3 +48,7 @@ for stack in trixie sid; do
 done
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+# Graviton: the static aarch64 build (Debian sid's rustc and arm64 standard library in a
+# debootstrap'd tree) runs the hook contract and fixture tests under qemu-user.
+echo "== aarch64 (qemu-user)"
+scripts/cross-aarch64.sh test

@@ -121,6 +121,24 @@ pub fn find(root: &Path, containerd_state: &Path, runroot: &Path, graphroot: &Pa
     out
 }
 
+/// Why there is nothing to audit, when none of the runtime state directories exists below
+/// `root`: an empty table would read as "nothing would be refused" on a root that is not a node
+/// at all (a wrong `--root`, or a runtime whose paths the policy does not name).
+pub fn no_runtime_state(
+    root: &Path,
+    containerd_state: &Path,
+    runroot: &Path,
+    graphroot: &Path,
+) -> Option<String> {
+    let dirs = [containerd_state, runroot, graphroot];
+    if dirs.iter().any(|d| under(root, d).is_dir()) {
+        return None;
+    }
+    Some(format!(
+        "no runtime state below {root:?}: none of {dirs:?} exists, so there are no containers to audit (wrong --root, or set the runtime's directories in the policy's [paths])"
+    ))
+}
+
 /// Decides every found container that is not a pod sandbox, exactly as the hook would.
 pub fn audit(
     policy: &Policy,

@@ -9,9 +9,14 @@ use serde::Deserialize;
 
 use crate::facts::{CONTAINERD_DEFAULT_CAPS, CapSet};
 use crate::policy::{LegacyVolumes, Level, LevelVersion, SeccompAbsent};
+use crate::psa::{Floor, Modes};
 
 pub const DEFAULT_POLICY_PATH: &str = "/etc/pss-guard/policy.toml";
 pub const DEFAULT_LOG_PATH: &str = "/var/log/pss-guard/decisions.log";
+/// Where the agent writes the cluster snapshot the hook reads (see [`crate::snapshot`]).
+pub const DEFAULT_SNAPSHOT_PATH: &str = "/var/lib/pss-guard/cluster.json";
+/// The agent rewrites its snapshot at least every 5 minutes while its watches are healthy.
+pub const DEFAULT_SNAPSHOT_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Always exempt: the cluster's system components must start whatever the policy file says.
 /// pss-guard's own namespace is not: where the hook came from node bootstrap or the CLI it
 /// usually does not exist, and whoever may create it would be exempt. The policy names it where
@@ -68,11 +73,56 @@ impl Default for Paths {
     }
 }
 
+/// Which modes a namespace's Pod Security labels set at the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelUse {
+    /// All three, enforce raised to the floor (the default).
+    Enforce,
+    /// Audit and warn only; enforce stays the node's default, so an observe-only rollout
+    /// (`enforce = "privileged:latest"`) refuses nothing whatever a namespace is labelled.
+    Record,
+}
+
+/// The cluster snapshot the hook reads namespace labels and RuntimeClasses from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    pub path: PathBuf,
+    /// A snapshot older than this is still used, and each record says it is stale.
+    pub stale_after: std::time::Duration,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        SnapshotSettings {
+            path: DEFAULT_SNAPSHOT_PATH.into(),
+            stale_after: DEFAULT_SNAPSHOT_STALE_AFTER,
+        }
+    }
+}
+
 /// The validated policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
+    /// The node's default enforced level, for namespaces without labels and for containers
+    /// without Kubernetes metadata.
     pub enforce: LevelVersion,
+    /// The default audit level; `None` is `privileged` (nothing recorded).
     pub audit: Option<LevelVersion>,
+    /// The default warn level; `None` is `privileged`.
+    pub warn: Option<LevelVersion>,
+    /// How low namespace labels may bring enforcement.
+    pub floor: Floor,
+    pub labels: LabelUse,
+    /// PodSecurityConfiguration `exemptions.runtimeClasses`: mapped to their handlers through
+    /// the snapshot.
+    pub exempt_runtime_classes: BTreeSet<String>,
+    /// The handler pods without a RuntimeClass run with (containerd's `default_runtime_name`):
+    /// never exempt through a RuntimeClass.
+    pub default_runtime_handler: String,
+    pub snapshot: SnapshotSettings,
+    /// What the policy file asked for that cannot apply at the node, said in each record.
+    pub notes: Vec<String>,
     pub unidentified: Unidentified,
     pub seccomp_absent: SeccompAbsent,
     pub legacy_volumes: LegacyVolumes,
@@ -88,6 +138,8 @@ pub struct Policy {
     pub log_path: PathBuf,
     /// Overrides the node name in log records (default: the host name).
     pub node_name: Option<String>,
+    /// `[log] max_bytes`, `keep`: size rotation of the decision log.
+    pub log_rotation: crate::log::Rotation,
 }
 
 impl Default for Policy {
@@ -98,9 +150,17 @@ impl Default for Policy {
         if let Ok(set) = CapSet::from_names(CONTAINERD_DEFAULT_CAPS) {
             caps = set;
         }
+        let enforce = LevelVersion::latest(Level::Baseline);
         Policy {
-            enforce: LevelVersion::latest(Level::Baseline),
+            enforce,
             audit: None,
+            warn: None,
+            floor: Floor::default_for(enforce),
+            labels: LabelUse::Enforce,
+            exempt_runtime_classes: BTreeSet::new(),
+            default_runtime_handler: "runc".into(),
+            snapshot: SnapshotSettings::default(),
+            notes: Vec::new(),
             unidentified: Unidentified::Enforce,
             seccomp_absent: SeccompAbsent::Unset,
             legacy_volumes: LegacyVolumes::Allow,
@@ -112,6 +172,7 @@ impl Default for Policy {
             paths: Paths::default(),
             log_path: DEFAULT_LOG_PATH.into(),
             node_name: None,
+            log_rotation: crate::log::Rotation::default(),
         }
     }
 }
@@ -128,6 +189,8 @@ pub enum ConfigError {
     TooLarge,
     #[error("is not valid TOML for a pss-guard policy")]
     Parse(#[source] toml::de::Error),
+    #[error("is not a valid PodSecurityConfiguration")]
+    Yaml(#[source] Box<serde_saphyr::Error>),
     #[error("{0}")]
     Invalid(String),
 }
@@ -137,6 +200,14 @@ pub enum ConfigError {
 struct RawPolicy {
     enforce: Option<String>,
     audit: Option<String>,
+    warn: Option<String>,
+    floor: Option<String>,
+    #[serde(default)]
+    floor_exceptions: Vec<String>,
+    default_runtime_handler: Option<String>,
+    labels: Option<LabelUse>,
+    #[serde(default)]
+    snapshot: RawSnapshot,
     unidentified: Option<Unidentified>,
     seccomp_absent: Option<SeccompAbsent>,
     apparmor: Option<AppArmorMode>,
@@ -160,6 +231,15 @@ struct RawExempt {
     images: Vec<String>,
     #[serde(default)]
     runtime_handlers: Vec<String>,
+    #[serde(default)]
+    runtime_classes: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshot {
+    path: Option<PathBuf>,
+    stale_after_seconds: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -185,6 +265,8 @@ struct RawCapabilities {
 struct RawLog {
     path: Option<PathBuf>,
     node_name: Option<String>,
+    max_bytes: Option<u64>,
+    keep: Option<u32>,
 }
 
 impl Policy {
@@ -196,7 +278,11 @@ impl Policy {
         })?;
         let text =
             std::str::from_utf8(&bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))?;
-        Policy::from_toml(text)
+        if is_kubernetes_yaml(text) {
+            Policy::from_pod_security_configuration(text)
+        } else {
+            Policy::from_toml(text)
+        }
     }
 
     /// Loads the policy, or the built-in default with the reason the file was not used.
@@ -227,13 +313,32 @@ impl Policy {
                 .parse()
                 .map_err(|e| ConfigError::Invalid(format!("enforce: {e}")))?;
         }
-        if let Some(s) = raw.audit
-            && !s.is_empty()
-        {
-            p.audit = Some(
-                s.parse()
-                    .map_err(|e| ConfigError::Invalid(format!("audit: {e}")))?,
-            );
+        for (key, value, slot) in [
+            ("audit", raw.audit, &mut p.audit),
+            ("warn", raw.warn, &mut p.warn),
+        ] {
+            if let Some(s) = value.filter(|s| !s.is_empty()) {
+                let lv: LevelVersion = s
+                    .parse()
+                    .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+                *slot = (lv.level != Level::Privileged).then_some(lv);
+            }
+        }
+        p.floor = Floor::default_for(p.enforce);
+        if let Some(s) = raw.floor {
+            p.floor.level = s
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("floor: {e}")))?;
+        }
+        for ns in raw.floor_exceptions {
+            namespace_name(&ns, "floor_exceptions")?;
+            p.floor.exceptions.insert(ns);
+        }
+        if let Some(path) = raw.snapshot.path {
+            p.snapshot.path = absolute(path, "snapshot.path")?;
+        }
+        if let Some(secs) = raw.snapshot.stale_after_seconds {
+            p.snapshot.stale_after = std::time::Duration::from_secs(secs);
         }
         if let Some(u) = raw.unidentified {
             p.unidentified = u;
@@ -248,12 +353,15 @@ impl Policy {
             p.legacy_volumes = l;
         }
         for ns in raw.exempt.namespaces {
-            if ns.is_empty() || ns.contains('/') {
-                return Err(ConfigError::Invalid(format!(
-                    "exempt.namespaces: {ns:?} is not a namespace name"
-                )));
-            }
+            namespace_name(&ns, "exempt.namespaces")?;
             p.exempt_namespaces.insert(ns);
+        }
+        p.exempt_runtime_classes = raw.exempt.runtime_classes.into_iter().collect();
+        if let Some(h) = raw.default_runtime_handler {
+            p.default_runtime_handler = h;
+        }
+        if let Some(l) = raw.labels {
+            p.labels = l;
         }
         for img in raw.exempt.images {
             validate_image_pattern(&img)?;
@@ -302,17 +410,211 @@ impl Policy {
             p.log_path = absolute(path, "log.path")?;
         }
         p.node_name = raw.log.node_name.filter(|n| !n.is_empty());
+        if let Some(n) = raw.log.max_bytes {
+            if n < 4096 {
+                return Err(ConfigError::Invalid(format!(
+                    "log.max_bytes = {n}: at least 4096"
+                )));
+            }
+            p.log_rotation.max_bytes = n;
+        }
+        if let Some(k) = raw.log.keep {
+            if !(1..=1000).contains(&k) {
+                return Err(ConfigError::Invalid(format!(
+                    "log.keep = {k}: between 1 and 1000"
+                )));
+            }
+            p.log_rotation.keep = k;
+        }
         Ok(p)
     }
 
     /// Whether `image` matches an exemption: a pinned pattern only at its digest, any other
     /// pattern as a glob.
+    /// PSA's own configuration: a `PodSecurityConfiguration`, or an `AdmissionConfiguration`
+    /// whose `PodSecurity` plugin carries one inline. `defaults` become the node's defaults,
+    /// `exemptions.namespaces` and `.runtimeClasses` its exemptions; everything else keeps the
+    /// built-in default (paths, log, capabilities). `exemptions.usernames` names who created a
+    /// pod, which the node never learns: it is noted, not applied.
+    pub fn from_pod_security_configuration(text: &str) -> Result<Policy, ConfigError> {
+        let head: RawKind =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
+        let psc = match head.kind.as_str() {
+            "PodSecurityConfiguration" => serde_saphyr::from_str::<RawPsc>(text)
+                .map_err(|e| ConfigError::Yaml(Box::new(e)))?,
+            "AdmissionConfiguration" => {
+                let ac: RawAdmission =
+                    serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
+                let plugin = ac
+                    .plugins
+                    .into_iter()
+                    .find(|p| p.name == "PodSecurity")
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(
+                            "AdmissionConfiguration has no PodSecurity plugin".into(),
+                        )
+                    })?;
+                match (plugin.configuration, plugin.path) {
+                    (Some(c), _) => c,
+                    (None, Some(path)) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "the PodSecurity plugin's configuration is in {path:?}: name that file instead"
+                        )));
+                    }
+                    (None, None) => {
+                        return Err(ConfigError::Invalid(
+                            "the PodSecurity plugin has no configuration".into(),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "kind {other:?} is neither PodSecurityConfiguration nor AdmissionConfiguration"
+                )));
+            }
+        };
+        if !PSC_API_VERSIONS.contains(&psc.api_version.as_str())
+            || psc.kind != "PodSecurityConfiguration"
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{}/{} is not a PodSecurityConfiguration this version reads ({})",
+                psc.api_version,
+                psc.kind,
+                PSC_API_VERSIONS.join(", ")
+            )));
+        }
+        let mut p = Policy::default();
+        let d = psc.defaults;
+        let mode = |key: &str, level: Option<String>, version: Option<String>| {
+            // Admission defaults an unset level to privileged and an unset version to latest.
+            let text = format!(
+                "{}:{}",
+                level.as_deref().unwrap_or("privileged"),
+                version.as_deref().unwrap_or("latest")
+            );
+            text.parse::<LevelVersion>()
+                .map_err(|e| ConfigError::Invalid(format!("defaults.{key}: {e}")))
+        };
+        p.enforce = mode("enforce", d.enforce, d.enforce_version)?;
+        let audit = mode("audit", d.audit, d.audit_version)?;
+        let warn = mode("warn", d.warn, d.warn_version)?;
+        p.audit = (audit.level != Level::Privileged).then_some(audit);
+        p.warn = (warn.level != Level::Privileged).then_some(warn);
+        p.floor = Floor::default_for(p.enforce);
+        let e = psc.exemptions;
+        for ns in e.namespaces {
+            namespace_name(&ns, "exemptions.namespaces")?;
+            p.exempt_namespaces.insert(ns);
+        }
+        p.exempt_runtime_classes = e.runtime_classes.into_iter().collect();
+        if !e.usernames.is_empty() {
+            p.notes.push(format!(
+                "exemptions.usernames ({}) cannot apply at the node, which never learns who created a pod",
+                e.usernames.join(", ")
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The node's default modes: what an unlabelled namespace and a container without
+    /// Kubernetes metadata get.
+    pub fn modes(&self) -> Modes {
+        Modes {
+            enforce: self.enforce,
+            audit: self.audit.unwrap_or(LevelVersion::PRIVILEGED),
+            warn: self.warn.unwrap_or(LevelVersion::PRIVILEGED),
+        }
+    }
+
     pub fn is_exempt_image(&self, image: &str) -> bool {
         self.exempt_images.iter().any(|p| match pinned(p) {
             Some((repo, digest)) => matches_pinned(repo, digest, image),
             None => glob_match(p, image),
         })
     }
+}
+
+/// The apiVersions of PodSecurityConfiguration that Pod Security Admission reads.
+const PSC_API_VERSIONS: [&str; 3] = [
+    "pod-security.admission.config.k8s.io/v1",
+    "pod-security.admission.config.k8s.io/v1beta1",
+    "pod-security.admission.config.k8s.io/v1alpha1",
+];
+
+/// A Kubernetes object in YAML has a top-level `kind:`; a TOML policy never does (TOML keys are
+/// set with `=`).
+fn is_kubernetes_yaml(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"))
+}
+
+#[derive(Deserialize)]
+struct RawKind {
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAdmission {
+    #[serde(rename = "apiVersion")]
+    _api_version: String,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: String,
+    configuration: Option<RawPsc>,
+    path: Option<String>,
+}
+
+/// Unknown keys are errors: a misspelt `defaults` would otherwise leave the node at
+/// admission's default, `privileged`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPsc {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    defaults: RawPscDefaults,
+    #[serde(default)]
+    exemptions: RawPscExemptions,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPscDefaults {
+    enforce: Option<String>,
+    enforce_version: Option<String>,
+    audit: Option<String>,
+    audit_version: Option<String>,
+    warn: Option<String>,
+    warn_version: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPscExemptions {
+    #[serde(default)]
+    usernames: Vec<String>,
+    #[serde(default)]
+    runtime_classes: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+}
+
+fn namespace_name(ns: &str, key: &str) -> Result<(), ConfigError> {
+    if ns.is_empty() || ns.contains('/') {
+        return Err(ConfigError::Invalid(format!(
+            "{key}: {ns:?} is not a namespace name"
+        )));
+    }
+    Ok(())
 }
 
 fn absolute(p: PathBuf, key: &str) -> Result<PathBuf, ConfigError> {
@@ -460,7 +762,10 @@ node_name = "n1"
         for bad in [
             "",
             "enforce = ",
-            "enforce = \"privileged:latest\"",
+            "enforce = \"root:latest\"",
+            "floor = \"strict\"",
+            "floor_exceptions = [\"a/b\"]",
+            "[snapshot]\npath = \"relative\"",
             "enforce = \"baseline:1.2\"",
             "unknown_key = 1",
             "[exempt]\nimages = [\"*\"]",
@@ -472,6 +777,97 @@ node_name = "n1"
             "unidentified = \"maybe\"",
         ] {
             assert!(Policy::from_toml(bad).is_err(), "accepted: {bad:?}");
+        }
+    }
+
+    #[test]
+    fn modes_warn_and_floor() {
+        let p = Policy::from_toml("enforce = \"privileged:latest\"\naudit = \"baseline:latest\"\n")
+            .unwrap();
+        assert_eq!(p.modes().enforce, LevelVersion::PRIVILEGED);
+        assert_eq!(p.modes().audit.to_string(), "baseline:latest");
+        assert_eq!(p.modes().warn, LevelVersion::PRIVILEGED);
+        assert_eq!(
+            p.floor.level,
+            LevelVersion::PRIVILEGED,
+            "observe-only: the floor follows"
+        );
+        let p = Policy::from_toml(
+            "enforce = \"restricted:latest\"\nwarn = \"restricted:v1.30\"\nfloor = \"baseline:v1.29\"\nfloor_exceptions = [\"monitoring\"]\n[exempt]\nruntime_classes = [\"gvisor\"]\n[snapshot]\npath = \"/run/x.json\"\nstale_after_seconds = 60\n",
+        )
+        .unwrap();
+        assert_eq!(p.modes().warn.to_string(), "restricted:v1.30");
+        assert_eq!(p.floor.level.to_string(), "baseline:v1.29");
+        assert!(p.floor.exceptions.contains("monitoring"));
+        assert!(p.exempt_runtime_classes.contains("gvisor"));
+        assert_eq!(p.snapshot.path, PathBuf::from("/run/x.json"));
+        assert_eq!(Policy::default().floor.level.to_string(), "baseline:latest");
+    }
+
+    const PSC: &str = "\
+apiVersion: pod-security.admission.config.k8s.io/v1
+kind: PodSecurityConfiguration
+defaults:
+  enforce: baseline
+  enforce-version: v1.30
+  audit: restricted
+  warn: restricted
+  warn-version: latest
+exemptions:
+  usernames: [system:serviceaccount:ci:deployer]
+  runtimeClasses: [kata]
+  namespaces: [monitoring]
+";
+
+    #[test]
+    fn pod_security_configuration_maps_to_the_policy() {
+        let p = Policy::from_pod_security_configuration(PSC).unwrap();
+        assert_eq!(p.enforce.to_string(), "baseline:v1.30");
+        assert_eq!(p.audit.unwrap().to_string(), "restricted:latest");
+        assert_eq!(p.warn.unwrap().to_string(), "restricted:latest");
+        assert!(
+            p.exempt_namespaces.contains("monitoring")
+                && p.exempt_namespaces.contains("kube-system")
+        );
+        assert!(p.exempt_runtime_classes.contains("kata"));
+        assert!(p.notes[0].contains("usernames"), "{:?}", p.notes);
+        // Inside an AdmissionConfiguration, and through the file loader.
+        let indented: String = PSC.lines().map(|l| format!("    {l}\n")).collect();
+        let ac = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: PodSecurity\n  configuration:\n{indented}"
+        );
+        let q = Policy::from_pod_security_configuration(&ac).unwrap();
+        assert_eq!(q.enforce, p.enforce);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("psa.yaml"), &ac).unwrap();
+        assert_eq!(
+            Policy::load(&dir.path().join("psa.yaml")).unwrap().enforce,
+            p.enforce
+        );
+        // Nothing set: admission's own default, privileged everywhere.
+        let bare =
+            "apiVersion: pod-security.admission.config.k8s.io/v1\nkind: PodSecurityConfiguration\n";
+        let b = Policy::from_pod_security_configuration(bare).unwrap();
+        assert_eq!(b.modes(), crate::psa::Modes::PRIVILEGED);
+    }
+
+    #[test]
+    fn broken_pod_security_configurations_are_errors() {
+        let bad_level = PSC.replace("enforce: baseline", "enforce: strict");
+        let typo = PSC.replace("defaults:", "default:");
+        let by_path = "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: PodSecurity\n  path: /etc/psa.yaml\n";
+        for bad in [
+            bad_level.as_str(),
+            typo.as_str(),
+            by_path,
+            "apiVersion: v1\nkind: ConfigMap\n",
+            "apiVersion: pod-security.admission.config.k8s.io/v2\nkind: PodSecurityConfiguration\n",
+            "kind: [",
+        ] {
+            assert!(
+                Policy::from_pod_security_configuration(bad).is_err(),
+                "accepted {bad}"
+            );
         }
     }
 

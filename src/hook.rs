@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::config::{Policy, Unidentified};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{LabelUse, Policy, Unidentified};
 use crate::error::Error;
-use crate::policy::{self, Ambiguity, LevelVersion};
-use crate::report::{Decision, Evaluation, Verdict};
+use crate::policy::{self, Ambiguity, Level, LevelVersion};
+use crate::psa::{self, Modes};
+use crate::report::{Decision, Evaluation, PolicyFrom, Verdict};
 use crate::spec::{self, Identity, LoadError, Loaded, RuntimeArg, Target};
 
 /// How long the hook waits for the runtime to write the state on stdin.
@@ -26,8 +29,10 @@ pub const HARD_DEADLINE_SECS: u32 = 8;
 pub struct Options {
     /// The runtime handler this hook is installed for (`--handler`), for handler exemptions.
     pub handler: Option<String>,
-    /// Overrides the policy's enforced level and version (`check --level/--version`).
+    /// Overrides the enforced level and version (`check --level/--version`).
     pub enforce: Option<LevelVersion>,
+    /// The namespace's labels, instead of the snapshot's (`check --namespace-labels`).
+    pub namespace_labels: Option<BTreeMap<String, String>>,
     /// The spec belongs to a container being created now (hook mode, or `check` on a running
     /// container's bundle), so its `/proc/<pid>` paths and mount sources are current.
     pub live: bool,
@@ -38,6 +43,7 @@ impl Default for Options {
         Options {
             handler: None,
             enforce: None,
+            namespace_labels: None,
             live: true,
         }
     }
@@ -95,12 +101,21 @@ fn read_state(stdin: impl Read + AsFd, timeout: Duration) -> Result<Vec<u8>, Err
     }
 }
 
-/// Why this container is exempt, judged only from runtime-set metadata and the hook's args.
-fn exemption(policy: &Policy, opts: &Options, identity: &Identity) -> Option<String> {
-    if let Some(h) = &opts.handler
-        && policy.exempt_runtime_handlers.contains(h)
-    {
-        return Some(format!("runtime handler {h:?}"));
+/// Why this container is exempt, judged only from runtime-set metadata, the hook's args and the
+/// RuntimeClasses the snapshot maps to this handler.
+fn exemption(
+    policy: &Policy,
+    opts: &Options,
+    identity: &Identity,
+    scope: &NamespaceScope,
+) -> Option<String> {
+    if let Some(h) = &opts.handler {
+        if policy.exempt_runtime_handlers.contains(h) {
+            return Some(format!("runtime handler {h:?}"));
+        }
+        if let Some(rc) = &scope.exempt_runtime_class {
+            return Some(format!("runtime class {rc:?} (handler {h:?})"));
+        }
     }
     match &identity.kube {
         Some(k) if policy.exempt_namespaces.contains(&k.namespace) => {
@@ -120,6 +135,98 @@ fn exemption(policy: &Policy, opts: &Options, identity: &Identity) -> Option<Str
     }
 }
 
+/// What a container's namespace brings: its modes, where they came from, and a RuntimeClass
+/// exemption for the hook's handler.
+struct NamespaceScope {
+    modes: Modes,
+    from: PolicyFrom,
+    exempt_runtime_class: Option<String>,
+    notes: Vec<String>,
+}
+
+impl NamespaceScope {
+    /// The modes for this container: `check --level/--version` first; else its namespace's
+    /// labels (`check --namespace-labels`, or the agent's snapshot) over the node's defaults,
+    /// raised to the floor; else the node's defaults. A snapshot that cannot be read changes
+    /// nothing but the record: the node's defaults apply and the record says why.
+    fn resolve(policy: &Policy, opts: &Options, identity: &Identity) -> NamespaceScope {
+        let defaults = policy.modes();
+        let mut scope = NamespaceScope {
+            modes: defaults,
+            from: PolicyFrom::Defaults,
+            exempt_runtime_class: None,
+            notes: policy.notes.clone(),
+        };
+        let ns = identity.kube.as_ref().map(|k| k.namespace.as_str());
+        let want_classes = opts.handler.is_some() && !policy.exempt_runtime_classes.is_empty();
+        let mut labels = opts
+            .namespace_labels
+            .clone()
+            .map(|l| (l, PolicyFrom::CommandLine));
+        if labels.is_none() && (ns.is_some() || want_classes) {
+            match crate::snapshot::read(&policy.snapshot.path, ns, want_classes) {
+                Err(e) => scope.notes.push(format!(
+                    "{}; node defaults apply",
+                    crate::error::chain_of(&e)
+                )),
+                Ok(None) => {}
+                Ok(Some(view)) => {
+                    scope.exempt_runtime_class = exempt_class(policy, opts, &view.runtime_classes);
+                    if let Some(age) = view.age(std::time::SystemTime::now())
+                        && age > policy.snapshot.stale_after
+                    {
+                        scope.notes.push(format!(
+                            "namespace snapshot is stale: written {} s ago; the agent may be down",
+                            age.as_secs()
+                        ));
+                    }
+                    labels = view.labels.map(|l| (l, PolicyFrom::Labels));
+                }
+            }
+        }
+        if let Some((labels, from)) = labels {
+            let (modes, errors) = psa::from_labels(&labels, defaults);
+            scope.notes.extend(errors);
+            scope.modes = match policy.labels {
+                LabelUse::Enforce => psa::apply_floor(modes, &policy.floor, ns.unwrap_or_default()),
+                LabelUse::Record => Modes {
+                    enforce: defaults.enforce,
+                    ..modes
+                },
+            };
+            scope.from = from;
+        }
+        if let Some(lv) = opts.enforce {
+            scope.modes.enforce = lv;
+            scope.from = PolicyFrom::CommandLine;
+        }
+        scope
+    }
+}
+
+/// The exempt RuntimeClass whose handler this hook runs for. Only a handler that nothing but
+/// exempt RuntimeClasses name, and that pods without a RuntimeClass do not use, can stand for
+/// them: the node sees the handler, not the class.
+fn exempt_class(
+    policy: &Policy,
+    opts: &Options,
+    classes: &BTreeMap<String, String>,
+) -> Option<String> {
+    let h = opts.handler.as_deref()?;
+    if h == policy.default_runtime_handler {
+        return None;
+    }
+    let naming: BTreeSet<&str> = classes
+        .iter()
+        .filter(|(_, handler)| handler.as_str() == h)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let exempt = naming
+        .iter()
+        .all(|name| policy.exempt_runtime_classes.contains(*name));
+    (exempt && !naming.is_empty()).then(|| naming.into_iter().collect::<Vec<_>>().join(", "))
+}
+
 /// Decides one container: the one place a [`Decision`] is made. An exempt container stays
 /// exempt even when it cannot be evaluated: the system namespace always starts.
 pub fn decide(
@@ -129,28 +236,43 @@ pub fn decide(
     policy_error: Option<String>,
     started: Instant,
 ) -> Decision {
+    let scope = NamespaceScope::resolve(
+        policy,
+        opts,
+        match &loaded {
+            Ok(l) => &l.identity,
+            Err(e) => &e.identity,
+        },
+    );
     let (identity, evaluation) = match loaded {
         Ok(l) => {
-            let evaluation = evaluate(policy, opts, &l).map_err(|e| e.chain());
+            let evaluation = evaluate(policy, opts, &l, scope.modes).map_err(|e| e.chain());
             (l.identity, evaluation)
         }
         Err(e) => (e.identity, Err(e.error.chain())),
     };
-    let verdict = match (exemption(policy, opts, &identity), evaluation) {
+    let verdict = match (exemption(policy, opts, &identity, &scope), evaluation) {
         (Some(why), evaluation) => Verdict::Exempt { why, evaluation },
         (None, Ok(e)) => Verdict::Evaluated(e),
         (None, Err(e)) => Verdict::Failed(e),
     };
     Decision {
         identity,
-        enforce: opts.enforce.unwrap_or(policy.enforce),
+        modes: scope.modes,
+        policy_from: scope.from,
+        notes: scope.notes,
         verdict,
         policy_error,
         eval_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
 }
 
-fn evaluate(policy: &Policy, opts: &Options, loaded: &Loaded) -> Result<Evaluation, Error> {
+fn evaluate(
+    policy: &Policy,
+    opts: &Options,
+    loaded: &Loaded,
+    modes: Modes,
+) -> Result<Evaluation, Error> {
     let facts = spec::collect(loaded, policy, opts.live)?;
     let ambiguity = Ambiguity {
         seccomp_absent: policy.seccomp_absent,
@@ -158,9 +280,12 @@ fn evaluate(policy: &Policy, opts: &Options, loaded: &Loaded) -> Result<Evaluati
     };
     let name = loaded.identity.container_name();
     let run = |lv| policy::evaluate(&facts, lv, name, ambiguity, policy.runtime_default_caps);
+    // A mode at `privileged` checks nothing and records nothing.
+    let recorded = |lv: LevelVersion| (lv.level != Level::Privileged).then(|| run(lv));
     Ok(Evaluation {
-        report: run(opts.enforce.unwrap_or(policy.enforce)),
-        audit: policy.audit.map(run),
+        report: run(modes.enforce),
+        audit: recorded(modes.audit),
+        warn: recorded(modes.warn),
     })
 }
 
@@ -215,7 +340,7 @@ pub fn run(args: &HookArgs, bad_args: Option<String>) -> u8 {
 pub fn finish(policy: &Policy, d: &Decision) -> u8 {
     let node = crate::log::node_name(policy.node_name.as_deref());
     let line = crate::log::render(d, &node, crate::time::rfc3339(std::time::SystemTime::now()));
-    let logged = crate::log::append(&policy.log_path, &line);
+    let logged = crate::log::append_rotating(&policy.log_path, &line, policy.log_rotation);
     let mut stderr = d.stderr_line();
     if let Err(e) = logged {
         // The decision stands; the operator learns the log is broken from the same line.
@@ -237,6 +362,7 @@ pub fn finish(policy: &Policy, d: &Decision) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::PolicyFrom;
 
     #[test]
     fn state_read_times_out_on_silent_stdin() {
@@ -284,12 +410,125 @@ mod tests {
         assert!(id.kube.is_none() && id.note.is_some(), "{id:?}");
         let policy = Policy::from_toml("unidentified = \"allow\"\n").unwrap();
         let opts = Options::default();
-        assert_eq!(exemption(&policy, &opts, &id), None);
+        let scope = NamespaceScope {
+            modes: policy.modes(),
+            from: PolicyFrom::Defaults,
+            exempt_runtime_class: None,
+            notes: Vec::new(),
+        };
+        assert_eq!(exemption(&policy, &opts, &id, &scope), None);
         let plain = Identity {
             container_id: "c1".into(),
             ..Identity::default()
         };
-        assert!(exemption(&policy, &opts, &plain).is_some());
+        assert!(exemption(&policy, &opts, &plain, &scope).is_some());
+    }
+
+    fn kube(ns: &str) -> Identity {
+        Identity {
+            container_id: "c1".into(),
+            kube: Some(spec::identity::Kube {
+                namespace: ns.into(),
+                ..Default::default()
+            }),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn namespace_labels_come_from_the_snapshot_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("cluster.json");
+        std::fs::write(
+            &snap,
+            r#"{"schema":1,"written":"2000-01-01T00:00:00Z","namespaces":{
+              "a":{"pod-security.kubernetes.io/enforce":"restricted"},
+              "b":{"pod-security.kubernetes.io/enforce":"privileged"},
+              "c":{"pod-security.kubernetes.io/enforce":"nonsense"}},
+              "runtime_classes":{"gvisor":"runsc","kata":"kata","runc":"runc"}}"#,
+        )
+        .unwrap();
+        let policy = Policy::from_toml(&format!(
+            "audit = \"restricted:latest\"\nfloor_exceptions = [\"b\"]\n[exempt]\nruntime_classes = [\"gvisor\", \"runc\"]\n[snapshot]\npath = {snap:?}\n"
+        ))
+        .unwrap();
+        let opts = Options::default();
+        let s = NamespaceScope::resolve(&policy, &opts, &kube("a"));
+        assert_eq!(
+            (s.modes.enforce.to_string(), s.from),
+            ("restricted:latest".into(), PolicyFrom::Labels)
+        );
+        assert!(s.notes.iter().any(|n| n.contains("stale")), "{:?}", s.notes);
+        assert_eq!(
+            NamespaceScope::resolve(&policy, &opts, &kube("b"))
+                .modes
+                .enforce,
+            LevelVersion::PRIVILEGED
+        );
+        let c = NamespaceScope::resolve(&policy, &opts, &kube("c"));
+        assert_eq!(
+            c.modes.enforce.to_string(),
+            "restricted:latest",
+            "an unparsable label fails closed"
+        );
+        let d = NamespaceScope::resolve(&policy, &opts, &kube("unlisted"));
+        assert_eq!((d.modes, d.from), (policy.modes(), PolicyFrom::Defaults));
+        // A RuntimeClass exemption reaches the handler only it names, never the default handler.
+        let on = |h: &str| Options {
+            handler: Some(h.into()),
+            ..Options::default()
+        };
+        assert_eq!(
+            NamespaceScope::resolve(&policy, &on("runsc"), &kube("a"))
+                .exempt_runtime_class
+                .as_deref(),
+            Some("gvisor")
+        );
+        assert_eq!(
+            NamespaceScope::resolve(&policy, &on("kata"), &kube("a")).exempt_runtime_class,
+            None
+        );
+        assert_eq!(
+            NamespaceScope::resolve(&policy, &on("runc"), &kube("a")).exempt_runtime_class,
+            None
+        );
+        // Labels given on the command line, and a broken snapshot.
+        let given = Options {
+            namespace_labels: Some(
+                [(
+                    "pod-security.kubernetes.io/enforce".to_owned(),
+                    "privileged".to_owned(),
+                )]
+                .into(),
+            ),
+            ..Options::default()
+        };
+        let g = NamespaceScope::resolve(&policy, &given, &kube("a"));
+        assert_eq!(
+            (g.modes.enforce.to_string(), g.from),
+            ("baseline:latest".into(), PolicyFrom::CommandLine),
+            "the floor holds"
+        );
+        // Labels that only record: enforce stays the node's (observe-only rollouts).
+        let record = Policy::from_toml(&format!(
+            "enforce = \"privileged:latest\"\naudit = \"baseline:latest\"\nlabels = \"record\"\n[snapshot]\npath = {snap:?}\n"
+        ))
+        .unwrap();
+        let r = NamespaceScope::resolve(&record, &opts, &kube("a"));
+        assert_eq!(r.modes.enforce, LevelVersion::PRIVILEGED);
+        assert_eq!(
+            r.modes.warn.to_string(),
+            "restricted:latest",
+            "warn follows the label"
+        );
+        std::fs::write(&snap, "{").unwrap();
+        let broken = NamespaceScope::resolve(&policy, &opts, &kube("a"));
+        assert_eq!(broken.modes, policy.modes());
+        assert!(
+            broken.notes[0].contains("parsing namespace snapshot"),
+            "{:?}",
+            broken.notes
+        );
     }
 
     #[test]

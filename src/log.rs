@@ -2,7 +2,16 @@
 //! file opened with `O_APPEND`, so concurrent hooks never interleave or lose records.
 //!
 //! Records carry names, IDs and the violated checks; never environment values, arguments or
-//! annotation values, which can hold secrets.
+//! annotation values, which can hold secrets. Each record starts with `"schema"`, the version of
+//! the record format ([`SCHEMA_VERSION`]), so log pipelines can tell formats apart.
+//!
+//! Rotation by size, done by the hook that finds the file over the limit after its own append:
+//! the rotating hook holds a non-blocking `flock` on `<log>.lock` (a hook that cannot get it
+//! skips rotation: another one is doing it, and no hook ever waits), re-checks under the lock
+//! that the path still names the file it measured, shifts `<log>.1 .. <log>.N-1` up by one and
+//! renames `<log>` to `<log>.1`. A rename moves the inode, so a hook that opened the file before
+//! the rename still appends its whole record to it, now `<log>.1`; the next hook creates a
+//! fresh `<log>`. Records are dropped only by retention: the file shifted past `<log>.N`.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -12,8 +21,30 @@ use serde::Serialize;
 
 use crate::report::{Decision, Kind, ViolationJson, violations_json};
 
+/// The version of the record format: bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// When to rotate the decision log and how many rotated files to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate once the file is larger than this.
+    pub max_bytes: u64,
+    /// Rotated files kept (`<log>.1` .. `<log>.keep`).
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Record<'a> {
+    schema: u32,
     time: String,
     node: &'a str,
     decision: Kind,
@@ -34,6 +65,14 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     audit_violations: Vec<ViolationJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    warn_policy: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warn_violations: Vec<ViolationJson<'a>>,
+    /// Where the modes came from: node defaults, namespace labels, command line.
+    policy_from: &'static str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
     exempt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -48,6 +87,7 @@ struct Record<'a> {
 pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
     let kube = d.identity.kube.as_ref();
     let rec = Record {
+        schema: SCHEMA_VERSION,
         time,
         node,
         decision: d.kind(),
@@ -57,10 +97,14 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         pod: kube.map(|k| k.pod.as_str()),
         pod_uid: kube.and_then(|k| k.pod_uid.as_deref()),
         image: kube.and_then(|k| k.image.as_deref()),
-        policy: d.enforce.to_string(),
+        policy: d.modes.enforce.to_string(),
         violations: d.report().map(violations_json).unwrap_or_default(),
         audit_policy: d.audit().map(|a| a.policy.to_string()),
         audit_violations: d.audit().map(violations_json).unwrap_or_default(),
+        warn_policy: d.warn().map(|w| w.policy.to_string()),
+        warn_violations: d.warn().map(violations_json).unwrap_or_default(),
+        policy_from: d.policy_from.as_str(),
+        notes: &d.notes,
         exempt: d.exempt(),
         error: d.error(),
         policy_error: d.policy_error.as_deref(),
@@ -86,9 +130,24 @@ pub enum LogError {
     Short(std::path::PathBuf, usize, usize),
 }
 
+/// Appends one record, then rotates the file if it has grown past `rotation.max_bytes`. A
+/// rotation that fails is not an error of the append: the record is written, and the next hook
+/// tries again.
+pub fn append_rotating(path: &Path, line: &[u8], rotation: Rotation) -> Result<(), LogError> {
+    let f = append_file(path, line)?;
+    if f.metadata().is_ok_and(|m| m.len() > rotation.max_bytes) {
+        let _ = rotate(path, &f, rotation);
+    }
+    Ok(())
+}
+
 /// Appends one record. The file is created 0640 and never opened through a symlink or as a
 /// FIFO (which would block the hook until a reader came).
 pub fn append(path: &Path, line: &[u8]) -> Result<(), LogError> {
+    append_file(path, line).map(drop)
+}
+
+fn append_file(path: &Path, line: &[u8]) -> Result<std::fs::File, LogError> {
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
@@ -118,7 +177,54 @@ pub fn append(path: &Path, line: &[u8]) -> Result<(), LogError> {
     if n != line.len() {
         return Err(LogError::Short(path.to_owned(), n, line.len()));
     }
-    Ok(())
+    Ok(f)
+}
+
+/// `<log>.<n>`.
+pub fn rotated_path(path: &Path, n: u32) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
+}
+
+/// Rotates `path` if it still names `written` (the file this hook appended to). Returns whether
+/// it rotated.
+fn rotate(path: &Path, written: &std::fs::File, rotation: Rotation) -> io::Result<bool> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(rotated_lock_path(path))?;
+    // Never wait: a hook that cannot lock leaves rotation to the one holding the lock.
+    let _guard = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        Ok(g) => g,
+        Err(_) => return Ok(false),
+    };
+    let mine = written.metadata()?;
+    let now = std::fs::symlink_metadata(path)?;
+    // Another hook rotated between our append and the lock: the path is a new, small file.
+    if now.ino() != mine.ino() || now.dev() != mine.dev() || now.len() <= rotation.max_bytes {
+        return Ok(false);
+    }
+    let keep = rotation.keep.max(1);
+    for n in (1..keep).rev() {
+        match std::fs::rename(rotated_path(path, n), rotated_path(path, n + 1)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    std::fs::rename(path, rotated_path(path, 1))?;
+    Ok(true)
+}
+
+fn rotated_lock_path(path: &Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    s.into()
 }
 
 /// The node name for records: the policy's, else the host name.
@@ -170,6 +276,50 @@ mod tests {
             t.join().unwrap().unwrap();
         }
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 16);
+    }
+
+    #[test]
+    fn rotation_shifts_files_and_keeps_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("decisions.log");
+        let rot = Rotation {
+            max_bytes: 100,
+            keep: 100,
+        };
+        for i in 0..50 {
+            append_rotating(&p, format!("{{\"n\":{i:04}}}\n").as_bytes(), rot).unwrap();
+        }
+        let mut all = Vec::new();
+        for n in (1..=100).rev() {
+            if let Ok(t) = std::fs::read_to_string(rotated_path(&p, n)) {
+                assert!(t.len() as u64 <= 100 + 11, "{n}: {t:?}");
+                all.extend(t.lines().map(str::to_owned));
+            }
+        }
+        let current = std::fs::read_to_string(&p).unwrap_or_default();
+        all.extend(current.lines().map(str::to_owned));
+        let want: Vec<String> = (0..50).map(|i| format!("{{\"n\":{i:04}}}")).collect();
+        assert_eq!(all, want, "oldest file first, every record once");
+        assert!(rotated_path(&p, 2).exists());
+    }
+
+    #[test]
+    fn rotation_keeps_only_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("decisions.log");
+        let rot = Rotation {
+            max_bytes: 10,
+            keep: 2,
+        };
+        for i in 0..10 {
+            append_rotating(&p, format!("{{\"n\":{i:04}}}\n").as_bytes(), rot).unwrap();
+        }
+        assert!(rotated_path(&p, 2).exists());
+        assert!(!rotated_path(&p, 3).exists());
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&p, 1)).unwrap(),
+            "{\"n\":0009}\n"
+        );
     }
 
     #[test]

@@ -37,8 +37,12 @@ const CHECK: Command = Command {
     usage: "\
 pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|restricted]
     [--version v1.N|latest] [--runtime containerd|cri-o|none|detect] [--sandbox FILE]
-    [--handler NAME] [--id CONTAINER-ID] [--offline] [--json]
-    Evaluate a spec and print every check. Exit 0 allowed, 1 refused, 2 could not evaluate.
+    [--handler NAME] [--id CONTAINER-ID] [--namespace-labels KEY=VALUE[,KEY=VALUE...]]
+    [--offline] [--json]
+    Evaluate a spec and print every check of each mode (enforce, audit, warn). The modes
+    come from --level/--version, else the namespace's labels (--namespace-labels, else the
+    agent's snapshot), else the policy's defaults. Exit 0 allowed, 1 refused, 2 could not
+    evaluate.
 ",
 };
 const INSTALL: Command = Command {
@@ -66,11 +70,13 @@ pss-guard audit [--root DIR] [--policy FILE] [--level L] [--version V] [--json]
     Decide every running container as the hook would; exit 1 if any would be refused.
 ",
 };
-const SERVE: Command = Command {
-    name: "serve",
+const HEALTH: Command = Command {
+    name: "health",
     usage: "\
-pss-guard serve [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
-    Follow the decision log to stdout and serve Prometheus metrics on /metrics.
+pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
+    [--containerd-config PATH] [--hooks-dir DIR] [--proc DIR]
+    Whether the hook is wired on this node (the DaemonSet's readiness probe):
+    exit 0 healthy, 1 unhealthy.
 ",
 };
 const VERSION: Command = Command {
@@ -81,7 +87,7 @@ pss-guard version (or --version)
 ",
 };
 const COMMANDS: [&Command; 7] = [
-    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &SERVE, &VERSION,
+    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &VERSION,
 ];
 
 fn usage() -> String {
@@ -160,7 +166,7 @@ fn run() -> Result<u8, CliError> {
         "install" => install_cmd(parser, &INSTALL),
         "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
-        "serve" => serve_cmd(parser),
+        "health" => health_cmd(parser),
         "version" => {
             no_arguments(parser, &VERSION)?;
             Ok(version())
@@ -319,6 +325,10 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
             Long("sandbox") => sandbox_file = Some(path_value(&mut p, c)?),
             Long("offline") => opts.live = false,
             Long("id") => id = Some(value(&mut p, c)?),
+            Long("namespace-labels") => {
+                let text: String = value(&mut p, c)?;
+                opts.namespace_labels = Some(labels(&text).map_err(|e| CliError::usage(c, e))?);
+            }
             Long("json") => json = true,
             other => return Err(CliError::usage(c, other.unexpected())),
         }
@@ -354,6 +364,17 @@ fn check_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         print!("{}", decision.render_text());
     }
     Ok(decision.kind().exit_code())
+}
+
+/// `KEY=VALUE[,KEY=VALUE...]`, as a namespace's labels.
+fn labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(format!("--namespace-labels: {kv:?} is not KEY=VALUE")),
+        })
+        .collect()
 }
 
 fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliError> {
@@ -413,7 +434,10 @@ fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliErro
     }
     .map_err(CliError::failed)?;
     print!("{outcome}");
-    Ok(0)
+    match outcome.incomplete {
+        Some(why) => Err(CliError::Failed(why.into())),
+        None => Ok(0),
+    }
 }
 
 fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
@@ -447,6 +471,16 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
         &paths.crio_runroot,
         &paths.crio_root,
     );
+    if found.is_empty()
+        && let Some(why) = pss_guard::audit::no_runtime_state(
+            &root,
+            &paths.containerd_state,
+            &paths.crio_runroot,
+            &paths.crio_root,
+        )
+    {
+        return Err(CliError::Failed(why.into()));
+    }
     let entries = pss_guard::audit::audit(&policy, found, enforce);
     if json {
         println!("{}", pss_guard::audit::to_json(&entries, &shown));
@@ -456,26 +490,29 @@ fn audit_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
     Ok(pss_guard::audit::exit_code(&entries))
 }
 
-fn serve_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
-    use pss_guard::serve::{self, ServeOptions};
-    let c = &SERVE;
-    let mut o = ServeOptions {
-        log: pss_guard::config::DEFAULT_LOG_PATH.into(),
-        listen: ([0, 0, 0, 0], 9713).into(),
-        node: None,
-        from_start: false,
-        poll: std::time::Duration::from_millis(200),
-    };
+fn health_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &HEALTH;
+    let mut o = pss_guard::health::HealthOptions::default();
+    let mut json = false;
     while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
         match arg {
             Long("help") | Short('h') => return Ok(print_usage(c)),
-            Long("log") => o.log = path_value(&mut p, c)?,
-            Long("listen") => o.listen = value(&mut p, c)?,
-            Long("node") => o.node = Some(value::<String>(&mut p, c)?).filter(|n| !n.is_empty()),
-            Long("from-start") => o.from_start = true,
+            Long("root") => o.root = path_value(&mut p, c)?,
+            Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
+            Long("policy-path") => o.policy_path = path_value(&mut p, c)?,
+            Long("containerd-config") => o.containerd_config = path_value(&mut p, c)?,
+            Long("hooks-dir") => o.hooks_dir = Some(path_value(&mut p, c)?),
+            Long("proc") => o.proc_dir = path_value(&mut p, c)?,
+            Long("json") => json = true,
             other => return Err(CliError::usage(c, other.unexpected())),
         }
     }
-    serve::run(o).map_err(CliError::failed)?;
-    Ok(0)
+    let report = pss_guard::health::check(&o);
+    if json {
+        let text = serde_json::to_string(&report).map_err(CliError::failed)?;
+        println!("{text}");
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(u8::from(!report.healthy))
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::policy::{LevelVersion, Outcome, Report};
+use crate::psa::Modes;
 use crate::spec::Identity;
 
 /// The decision's one-word summary, as the log, `check --json` and `audit` spell it.
@@ -56,11 +57,34 @@ impl Serialize for Kind {
     }
 }
 
-/// The reports of one evaluation: the enforced level's and, if the policy asks, the audit level's.
+/// The reports of one evaluation: the enforced level's, and the audit and warn levels' unless
+/// they are `privileged`.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub report: Report,
     pub audit: Option<Report>,
+    pub warn: Option<Report>,
+}
+
+/// Where the modes of a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyFrom {
+    /// The node's defaults (no snapshot, an unlisted namespace, no Kubernetes metadata).
+    Defaults,
+    /// The namespace's labels in the agent's snapshot.
+    Labels,
+    /// `check --level/--version` or `--namespace-labels`.
+    CommandLine,
+}
+
+impl PolicyFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyFrom::Defaults => "node defaults",
+            PolicyFrom::Labels => "namespace labels",
+            PolicyFrom::CommandLine => "command line",
+        }
+    }
 }
 
 /// What became of the container.
@@ -79,8 +103,12 @@ pub enum Verdict {
 #[derive(Clone, Debug)]
 pub struct Decision {
     pub identity: Identity,
-    /// The enforced level and version.
-    pub enforce: LevelVersion,
+    /// The level and version of each mode for this container.
+    pub modes: Modes,
+    pub policy_from: PolicyFrom,
+    /// What a reader of the record should know (a stale or unreadable snapshot, namespace
+    /// labels that did not parse, policy settings that cannot apply at the node).
+    pub notes: Vec<String>,
     pub verdict: Verdict,
     /// Why the policy file was not used, if it was not.
     pub policy_error: Option<String>,
@@ -119,6 +147,10 @@ impl Decision {
 
     pub fn audit(&self) -> Option<&Report> {
         self.evaluation().and_then(|e| e.audit.as_ref())
+    }
+
+    pub fn warn(&self) -> Option<&Report> {
+        self.evaluation().and_then(|e| e.warn.as_ref())
     }
 
     pub fn exempt(&self) -> Option<&str> {
@@ -175,7 +207,21 @@ impl Decision {
         if let Some(n) = &self.identity.note {
             out.push_str(&format!("note: {n}\n"));
         }
-        for (label, report) in [("enforce", self.report()), ("audit", self.audit())] {
+        out.push_str(&format!(
+            "modes ({}): enforce {}, audit {}, warn {}\n",
+            self.policy_from.as_str(),
+            self.modes.enforce,
+            self.modes.audit,
+            self.modes.warn
+        ));
+        for n in &self.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        for (label, report) in [
+            ("enforce", self.report()),
+            ("audit", self.audit()),
+            ("warn", self.warn()),
+        ] {
             let Some(r) = report else { continue };
             out.push_str(&format!("{label} {}:\n", r.policy));
             for c in &r.results {
@@ -262,6 +308,17 @@ fn report_json(r: &Report) -> ReportJson<'_> {
     }
 }
 
+/// One mode's level and verdict for `check --json`: `allowed` is null where nothing was
+/// evaluated (an error, or `privileged` for audit and warn, which checks nothing).
+fn mode_json(lv: LevelVersion, report: Option<&Report>) -> serde_json::Value {
+    let allowed = match (lv.level, report) {
+        (_, Some(r)) => Some(r.allowed()),
+        (crate::policy::Level::Privileged, None) => Some(true),
+        _ => None,
+    };
+    serde_json::json!({"policy": lv.to_string(), "allowed": allowed})
+}
+
 impl Decision {
     /// `pss-guard check --json`: `decision`, `violations` of the enforced level, every check.
     pub fn to_json(&self) -> serde_json::Value {
@@ -273,11 +330,19 @@ impl Decision {
             "container_id": self.identity.container_id,
             "namespace": self.identity.kube.as_ref().map(|k| &k.namespace),
             "pod": self.identity.kube.as_ref().map(|k| &k.pod),
-            "policy": self.enforce.to_string(),
+            "policy": self.modes.enforce.to_string(),
+            "policy_from": self.policy_from.as_str(),
+            "modes": {
+                "enforce": mode_json(self.modes.enforce, self.report()),
+                "audit": mode_json(self.modes.audit, self.audit()),
+                "warn": mode_json(self.modes.warn, self.warn()),
+            },
+            "notes": self.notes,
             "violations": enforce.as_ref().map(|e| &e.violations).unwrap_or(&empty),
             "checks": enforce.as_ref().map(|e| &e.checks),
             "runtime": self.identity.runtime.as_str(),
             "audit": self.audit().map(report_json),
+            "warn": self.warn().map(report_json),
             "exempt": self.exempt(),
             "error": self.error(),
             "policy_error": self.policy_error,

@@ -633,10 +633,10 @@ fn rows() -> Vec<Row> {
             make: |n| policy_case(n, Some(b"enforce = 3\n")),
         },
         Row {
-            input: "policy file with an unknown level (`privileged:latest`)",
+            input: "policy file with an unknown level (`root:latest`)",
             kind: Kind::Policy,
-            message: "enforce: unknown level \"privileged\"",
-            make: |n| policy_case(n, Some(b"enforce = \"privileged:latest\"\n")),
+            message: "enforce: unknown level \"root\"",
+            make: |n| policy_case(n, Some(b"enforce = \"root:latest\"\n")),
         },
         Row {
             input: "policy file exempting every image (`images = [\"*\"]`)",

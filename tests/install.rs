@@ -432,7 +432,7 @@ fn existing_policy_is_kept_unless_replacement_is_asked() {
 
     // A broken policy is refused before anything is written.
     let fresh = host(Some("v2-eks-al2-bootstrap.toml"));
-    fs::write(&src, "enforce = \"privileged:latest\"\n").unwrap();
+    fs::write(&src, "enforce = \"root:latest\"\n").unwrap();
     let before = snapshot(fresh.path());
     let out = run(&[
         "install",

@@ -159,3 +159,28 @@ fn audit_reports_running_podman_containers() {
     assert_eq!(v["summary"]["refused"], 1);
     assert_eq!(v["policy"], "baseline:latest");
 }
+
+#[test]
+fn audit_on_a_root_with_no_runtime_state_says_so() {
+    // Not a node (a wrong --root): an empty table would read as "nothing would be refused".
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no runtime state below"), "{err}");
+    assert!(err.contains("/run/containerd"), "{err}");
+    // A node whose containerd state directory exists but runs nothing: an empty, honest table.
+    std::fs::create_dir_all(root.path().join("run/containerd")).unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 containers under"));
+}

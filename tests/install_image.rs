@@ -93,6 +93,27 @@ fn configmap_policy() -> String {
     out
 }
 
+/// The DaemonSet's init container `command` + `args` after the entrypoint, from the manifest.
+fn init_container_args() -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,yaml\nds=[d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d['kind']=='DaemonSet'][0]\nc=ds['spec']['template']['spec']['initContainers'][0]\nprint(json.dumps(c.get('command',[])+c['args']))",
+        ])
+        .arg(repo("deploy/kubernetes/pss-guard.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let argv: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    // The image's entrypoint is /pss-guard: the manifest names it as the command.
+    assert_eq!(argv[0], "/pss-guard", "{argv:?}");
+    argv[1..].to_vec()
+}
+
 #[test]
 fn image_builds_from_scratch_and_its_installer_sets_up_a_host() {
     let bin = static_binary();
@@ -152,8 +173,8 @@ fn image_builds_from_scratch_and_its_installer_sets_up_a_host() {
     fs::create_dir_all(&hooks).unwrap();
 
     // The init container's arguments, minus --restart (there is no containerd to restart).
-    let run_installer = |args: &[&str]| {
-        let out = tool("podman", &storage)
+    let run_image = |args: &[&str]| {
+        tool("podman", &storage)
             .arg("--hooks-dir")
             .arg(&hooks)
             .args(["--cgroup-manager", "cgroupfs", "--runtime", "runc"])
@@ -179,17 +200,18 @@ fn image_builds_from_scratch_and_its_installer_sets_up_a_host() {
             .arg(TAG)
             .args(args)
             .output()
-            .expect("podman is installed");
-        ok(out, "podman run installer")
+            .expect("podman is installed")
     };
-    let args = [
-        "install",
-        "--root",
-        "/host",
-        "--policy",
-        "/config/policy.toml",
-        "--replace-policy",
-    ];
+    let run_installer = |args: &[&str]| ok(run_image(args), "podman run installer");
+    // The rendered DaemonSet's init container (deploy/kubernetes/pss-guard.yaml, rendered from
+    // the kustomize overlay), minus --restart: there is no containerd to restart here.
+    let init = init_container_args();
+    assert!(init.contains(&"--restart".to_owned()), "{init:?}");
+    let args: Vec<&str> = init
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--restart")
+        .collect();
     let first = run_installer(&args);
 
     let installed = host.join("usr/local/bin/pss-guard");
@@ -242,4 +264,17 @@ fn image_builds_from_scratch_and_its_installer_sets_up_a_host() {
             "second run changed something: {line}\n{second}"
         );
     }
+
+    // The readiness probe's command from the image, on the host it just wired: binary, policy
+    // and both runtimes' wiring true; no containerd runs here, so no decision since its start
+    // can be shown and the node is not ready.
+    let out = run_image(&["health", "--root", "/host", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in ["binary", "policy", "runtime"] {
+        assert_eq!(v[s]["ok"], true, "{s}: {v:#}");
+    }
+    assert_eq!(v["decision_since_restart"]["ok"], false, "{v:#}");
+    assert_eq!(v["protected"], 2, "containerd's runc and hooks.d: {v:#}");
+    assert_eq!(v["unprotected"], 0, "{v:#}");
 }

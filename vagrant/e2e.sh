@@ -49,7 +49,7 @@ if kubectl get pod privileged-pod -o jsonpath='{.status.containerStatuses[0].sta
 	fail "privileged-pod is running"
 fi
 sleep 3
-logs=$(kubectl -n pss-guard logs daemonset/pss-guard -c serve --tail=200)
+logs=$(kubectl -n pss-guard logs daemonset/pss-guard -c agent --tail=200)
 if grep '"pod":"privileged-pod"' <<<"$logs" | grep -q '"decision":"refused"'; then
 	pass "DaemonSet logs carry the refused record"
 else

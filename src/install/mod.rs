@@ -11,8 +11,11 @@
 //! files are read and written below it while the configs still name host paths.
 
 pub mod containerd;
+pub mod elf;
 pub mod files;
 pub mod hooksd;
+pub mod paths;
+pub mod process;
 pub mod restart;
 
 use std::fmt;
@@ -62,6 +65,16 @@ pub enum InstallError {
     HooksDefinition,
     #[error("restarting containerd")]
     Restart(#[source] restart::RestartError),
+    #[error(
+        "no runtime to wire below {0:?}: no containerd config at {1:?} or containerd binary, no CRI-O or Podman (pass --only, --containerd-config or --hooks-dir if they are elsewhere)"
+    )]
+    NoRuntime(PathBuf, PathBuf),
+    #[error(
+        "this node runs Bottlerocket ({0:?} says ID=bottlerocket): its containerd config cannot carry a hook; see node-config/BOTTLEROCKET.md"
+    )]
+    Bottlerocket(PathBuf),
+    #[error("{0:?} cannot run as this node's hook; nothing installed")]
+    Elf(PathBuf, #[source] elf::ElfError),
 }
 
 /// Which runtime integrations to touch.
@@ -160,6 +173,8 @@ pub struct Step {
 pub struct Outcome {
     pub dry_run: bool,
     pub steps: Vec<Step>,
+    /// Set when the run stopped short of what was asked (the steps say what was done).
+    pub incomplete: Option<String>,
 }
 
 impl Outcome {
@@ -278,6 +293,15 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
     };
     let binary = std::fs::read(&src).map_err(|e| InstallError::BinarySource(src.clone(), e))?;
     check_binary(&src)?;
+    refuse_bottlerocket(opts)?;
+    let with_containerd = use_containerd(opts);
+    let with_hooksd = use_hooksd(opts);
+    if !with_containerd && !with_hooksd {
+        return Err(InstallError::NoRuntime(
+            opts.root.clone(),
+            opts.containerd_config.clone(),
+        ));
+    }
     let policy = match &opts.policy_source {
         Some(p) => {
             let text = std::fs::read(p).map_err(|e| InstallError::Read(p.clone(), e))?;
@@ -287,7 +311,7 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
         }
         None => DEFAULT_POLICY_TOML.as_bytes().to_vec(),
     };
-    let containerd_plan = if use_containerd(opts) {
+    let containerd_plan = if with_containerd {
         Some(plan_containerd_install(opts)?)
     } else {
         None
@@ -304,30 +328,50 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
         vec![],
     )?;
 
-    // 2. The policy: an operator's policy is never overwritten unless asked.
+    // 2. The policy: an operator's policy is never overwritten unless asked, but its `[paths]`
+    // follow the runtime's config: with stock paths on a node whose runtime uses others, every
+    // pod would be refused.
+    let runtime_paths = runtime_paths(opts, with_containerd, with_hooksd)?;
     let policy_host = opts.host(&opts.policy_path);
-    if policy_host.exists() && !(opts.replace_policy && opts.policy_source.is_some()) {
-        let why = if opts.policy_source.is_some() {
-            "exists (pass --replace-policy to overwrite it)"
-        } else {
-            "exists"
-        };
-        out.push(
+    let existing = files::read_optional(&policy_host)?;
+    let keep = existing.is_some() && !(opts.replace_policy && opts.policy_source.is_some());
+    let base = match (&existing, keep) {
+        (Some(e), true) => e.clone(),
+        _ => policy,
+    };
+    let text = String::from_utf8_lossy(&base).into_owned();
+    match paths::apply(&text, &runtime_paths) {
+        Some((_, details)) if keep && details.is_empty() => {
+            let why = if opts.policy_source.is_some() {
+                "exists (pass --replace-policy to overwrite it)"
+            } else {
+                "exists"
+            };
+            out.push(
+                "policy",
+                &opts.policy_path,
+                Action::Keep(why.into()),
+                vec![],
+            );
+        }
+        Some((patched, details)) => {
+            write_if_changed(
+                opts,
+                &mut out,
+                "policy",
+                &opts.policy_path,
+                patched.as_bytes(),
+                0o644,
+                details,
+            )?;
+        }
+        // Only a kept policy can fail to parse here: a given one was validated above.
+        None => out.push(
             "policy",
             &opts.policy_path,
-            Action::Keep(why.into()),
+            Action::Keep("exists but does not parse: the hook runs on the built-in default".into()),
             vec![],
-        );
-    } else {
-        write_if_changed(
-            opts,
-            &mut out,
-            "policy",
-            &opts.policy_path,
-            &policy,
-            0o644,
-            vec![],
-        )?;
+        ),
     }
 
     // 3. containerd: base specs, then the config that names them.
@@ -384,6 +428,7 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
 /// Runs the binary about to be installed: a file that does not execute here (wrong
 /// architecture, truncated, not pss-guard) would make the runtime refuse every container.
 fn check_binary(src: &Path) -> Result<(), InstallError> {
+    elf::check_native(src).map_err(|e| InstallError::Elf(src.to_owned(), e))?;
     let out = std::process::Command::new(src)
         .arg("version")
         .env_clear()
@@ -395,6 +440,69 @@ fn check_binary(src: &Path) -> Result<(), InstallError> {
     }
     Ok(())
 }
+
+/// Bottlerocket renders containerd's config from its settings at every boot and has no hook
+/// setting: a hook written there would be lost, or name a binary its read-only root cannot hold.
+fn refuse_bottlerocket(opts: &Options) -> Result<(), InstallError> {
+    let os_release = Path::new("/etc/os-release");
+    let text = files::read_optional(&opts.host(os_release))?.unwrap_or_default();
+    let bottlerocket = String::from_utf8_lossy(&text)
+        .lines()
+        .any(|l| l.trim() == "ID=bottlerocket" || l.trim() == "ID=\"bottlerocket\"");
+    if bottlerocket {
+        return Err(InstallError::Bottlerocket(os_release.to_owned()));
+    }
+    Ok(())
+}
+
+/// The runtime directories the node's configs name, for the policy's `[paths]`.
+fn runtime_paths(
+    opts: &Options,
+    with_containerd: bool,
+    with_hooksd: bool,
+) -> Result<paths::RuntimePaths, InstallError> {
+    let mut rt = paths::RuntimePaths::default();
+    if with_containerd && let Some(b) = files::read_optional(&opts.host(&opts.containerd_config))? {
+        rt = paths::from_containerd(&String::from_utf8_lossy(&b));
+    }
+    if with_hooksd {
+        rt = rt.merge(paths::from_crio(&opts.root));
+    }
+    Ok(rt)
+}
+
+/// Restarts containerd and, for uninstall, waits to see a new daemon: the binary may go only
+/// once no running containerd holds a base spec naming it. A restart command that returned 0
+/// without restarting anything leaves the old daemon; then `false` and `out.incomplete`.
+fn restart_and_verify(opts: &Options, out: &mut Outcome) -> Result<bool, InstallError> {
+    let proc_dir = Path::new("/proc");
+    let before = process::containerd(proc_dir, &opts.root, &opts.containerd_config);
+    if !restart_step(opts, out)? {
+        return Ok(false);
+    }
+    let Some(before) = before.filter(|_| !opts.dry_run) else {
+        return Ok(true);
+    };
+    let deadline = std::time::Instant::now() + RELOAD_WAIT;
+    loop {
+        let now = process::containerd(proc_dir, &opts.root, &opts.containerd_config);
+        if now != Some(before) {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            out.incomplete = Some(format!(
+                "containerd (pid {}) is still the daemon that started with the hook {}s after the restart command: it did not restart, so the binary and base specs are kept; restart containerd and run `pss-guard uninstall --restart` again",
+                before.pid,
+                RELOAD_WAIT.as_secs()
+            ));
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// How long uninstall waits for a new containerd after the restart command returned.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn restart_step(opts: &Options, out: &mut Outcome) -> Result<bool, InstallError> {
     let unit = Path::new("containerd");
@@ -597,7 +705,7 @@ pub fn uninstall(opts: &Options) -> Result<Outcome, InstallError> {
         // The state file stays until containerd has restarted, so a later `uninstall
         // --restart` still knows the running daemon may hold the hook.
         if changed || had_state {
-            let restarted = restart_step(opts, &mut out)?;
+            let restarted = restart_and_verify(opts, &mut out)?;
             keep_binary = !restarted;
         }
         if keep_binary {

@@ -14,8 +14,11 @@ use crate::facts::Facts;
 /// above it are clamped to it, as Pod Security Admission does.
 pub const NEWEST_MINOR: u32 = 37;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Pod Security Standards levels, from least to most restrictive (`Ord` follows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// Nothing is checked.
+    Privileged,
     Baseline,
     Restricted,
 }
@@ -23,6 +26,7 @@ pub enum Level {
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Level::Privileged => "privileged",
             Level::Baseline => "baseline",
             Level::Restricted => "restricted",
         })
@@ -33,17 +37,18 @@ impl FromStr for Level {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "privileged" => Ok(Level::Privileged),
             "baseline" => Ok(Level::Baseline),
             "restricted" => Ok(Level::Restricted),
             _ => Err(format!(
-                "unknown level {s:?} (expected \"baseline\" or \"restricted\")"
+                "unknown level {s:?} (expected \"privileged\", \"baseline\" or \"restricted\")"
             )),
         }
     }
 }
 
 /// A policy version: `latest` or a pinned `v1.N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {
     Latest,
     Pinned(u32),
@@ -88,14 +93,17 @@ impl FromStr for Version {
 }
 
 /// `baseline:latest`, `restricted:v1.29`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LevelVersion {
     pub level: Level,
     pub version: Version,
 }
 
 impl LevelVersion {
-    pub fn latest(level: Level) -> Self {
+    /// `privileged:latest`: nothing is checked.
+    pub const PRIVILEGED: LevelVersion = LevelVersion::latest(Level::Privileged);
+
+    pub const fn latest(level: Level) -> Self {
         LevelVersion {
             level,
             version: Version::Latest,
@@ -232,6 +240,7 @@ pub fn applicable(level: Level, minor: u32) -> impl Iterator<Item = &'static Che
     CHECKS.iter().filter(move |c| {
         c.since <= minor
             && match (level, c.level) {
+                (Level::Privileged, _) | (_, Level::Privileged) => false,
                 (Level::Baseline, Level::Baseline) => true,
                 (Level::Baseline, Level::Restricted) => false,
                 (Level::Restricted, Level::Restricted) => true,
@@ -346,6 +355,10 @@ mod tests {
     #[test]
     fn registry_matches_upstream_ids_per_version() {
         for minor in 0..=NEWEST_MINOR {
+            assert!(
+                ids(Level::Privileged, minor).is_empty(),
+                "privileged checks nothing"
+            );
             let mut base: Vec<&str> = BASELINE.to_vec();
             if minor < 34 {
                 base.retain(|id| *id != "hostProbesAndHostLifecycle");
@@ -416,7 +429,11 @@ mod tests {
                 .to_string(),
             "restricted:v1.22"
         );
-        assert!("privileged:latest".parse::<LevelVersion>().is_err());
+        assert_eq!(
+            "privileged:latest".parse::<LevelVersion>().unwrap().level,
+            Level::Privileged
+        );
+        assert!("root:latest".parse::<LevelVersion>().is_err());
     }
 
     #[test]

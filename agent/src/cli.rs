@@ -1,0 +1,170 @@
+//! The agent's command line. Manifests are written against it: options are only ever added.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lexopt::prelude::*;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9713";
+pub const DEFAULT_SNAPSHOT_PATH: &str = "/var/lib/pss-guard/cluster.json";
+
+pub const USAGE: &str = "\
+usage: pss-guard-agent [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
+           [--snapshot FILE] [--snapshot-refresh SECS] [--no-watch]
+           [--policy-source FILE --policy-dest FILE] [--host-root DIR]
+
+pss-guard's node agent (the DaemonSet's long-running container):
+  - follows the hook's decision log and prints every record to stdout, with the node name;
+  - serves Prometheus metrics on /metrics, liveness on /healthz, readiness on /readyz;
+  - watches Namespaces (metadata) and RuntimeClasses and writes the snapshot the hook reads;
+  - copies the mounted policy to the host path the hook reads, when it parses.
+
+  --log FILE              decision log to follow [HOST-ROOT/var/log/pss-guard/decisions.log]
+  --listen ADDR           metrics address [0.0.0.0:9713]
+  --node NAME             Kubernetes node name put in printed records (downward API)
+  --from-start            also print and count the records already in the log
+  --snapshot FILE         snapshot file to write [HOST-ROOT/var/lib/pss-guard/cluster.json]
+  --snapshot-refresh SECS rewrite the snapshot at least this often while watches are healthy [300]
+  --no-watch              no API server access: no watches, no snapshot
+  --policy-source FILE    policy to install (the mounted ConfigMap key); needs --policy-dest
+  --policy-dest FILE      where the hook reads its policy (on the host mount)
+  --host-root DIR         where the host's root is mounted; the default paths above are under it [/]
+  --help, --version
+";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub log: PathBuf,
+    pub listen: SocketAddr,
+    pub node: Option<String>,
+    pub from_start: bool,
+    pub snapshot: PathBuf,
+    pub snapshot_refresh: Duration,
+    pub watch: bool,
+    pub policy: Option<(PathBuf, PathBuf)>,
+    pub host_root: PathBuf,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Options>),
+    Help,
+    Version,
+}
+
+fn under(root: &Path, abs: &str) -> PathBuf {
+    root.join(abs.trim_start_matches('/'))
+}
+
+fn string(p: &mut lexopt::Parser, name: &str) -> Result<String, String> {
+    p.value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("{name}: not UTF-8"))
+}
+
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Command, String> {
+    let mut p = lexopt::Parser::from_args(args);
+    let mut log = None;
+    let mut snapshot = None;
+    let mut source = None;
+    let mut dest = None;
+    let mut listen = DEFAULT_LISTEN.parse().map_err(|e| format!("{e}"))?;
+    let mut node = None;
+    let mut from_start = false;
+    let mut watch = true;
+    let mut refresh = crate::snapshot::DEFAULT_REFRESH;
+    let mut host_root = PathBuf::from("/");
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long("log") => log = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("listen") => {
+                listen = string(&mut p, "--listen")?
+                    .parse()
+                    .map_err(|e| format!("--listen: {e}"))?
+            }
+            Long("node") => node = Some(string(&mut p, "--node")?).filter(|n| !n.is_empty()),
+            Long("from-start") => from_start = true,
+            Long("snapshot") => {
+                snapshot = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
+            Long("snapshot-refresh") => {
+                let s: u64 = string(&mut p, "--snapshot-refresh")?
+                    .parse()
+                    .map_err(|e| format!("--snapshot-refresh: {e}"))?;
+                if s == 0 {
+                    return Err("--snapshot-refresh: must be at least 1".into());
+                }
+                refresh = Duration::from_secs(s);
+            }
+            Long("no-watch") => watch = false,
+            Long("policy-source") => {
+                source = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
+            Long("policy-dest") => {
+                dest = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
+            Long("host-root") => host_root = PathBuf::from(p.value().map_err(|e| e.to_string())?),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let policy = match (source, dest) {
+        (Some(s), Some(d)) => Some((s, d)),
+        (None, None) => None,
+        _ => return Err("--policy-source and --policy-dest go together".into()),
+    };
+    Ok(Command::Run(Box::new(Options {
+        log: log.unwrap_or_else(|| under(&host_root, pss_guard::config::DEFAULT_LOG_PATH)),
+        snapshot: snapshot.unwrap_or_else(|| under(&host_root, DEFAULT_SNAPSHOT_PATH)),
+        listen,
+        node,
+        from_start,
+        snapshot_refresh: refresh,
+        watch,
+        policy,
+        host_root,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(std::ffi::OsString::from))? {
+            Command::Run(o) => Ok(*o),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_paths() {
+        let o = run(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.log, Path::new("/var/log/pss-guard/decisions.log"));
+        assert_eq!(o.snapshot, Path::new("/var/lib/pss-guard/cluster.json"));
+        assert_eq!(o.listen.to_string(), "0.0.0.0:9713");
+        assert!(o.watch && o.policy.is_none());
+    }
+
+    #[test]
+    fn host_root_moves_only_the_default_paths() {
+        let o =
+            run(&["--host-root", "/host", "--log", "/l/d.log"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.log, Path::new("/l/d.log"));
+        assert_eq!(
+            o.snapshot,
+            Path::new("/host/var/lib/pss-guard/cluster.json")
+        );
+    }
+
+    #[test]
+    fn policy_source_without_dest_is_an_error() {
+        assert!(run(&["--policy-source", "/config/policy.toml"]).is_err());
+        assert!(run(&["--listen", "nowhere"]).is_err());
+        assert!(run(&["--bogus"]).is_err());
+    }
+}

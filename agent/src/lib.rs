@@ -1,0 +1,20 @@
+//! `pss-guard-agent`: the long-running process of pss-guard's DaemonSet. The hook itself stays a
+//! short-lived binary with no Kubernetes client; everything that needs a network or a loop lives
+//! here:
+//!
+//! - [`follow`] streams the node's decision log to stdout (with the Kubernetes node name) across
+//!   rotation and truncation, and counts every record into [`metrics`];
+//! - [`http`] serves `/metrics`, `/healthz` and `/readyz`;
+//! - [`snapshot`] watches Namespaces (metadata only) and RuntimeClasses and writes the small file
+//!   the hook reads on every container start;
+//! - [`policy_sync`] copies the mounted policy ConfigMap to the host path the hook reads, only
+//!   when it parses.
+
+pub mod cli;
+pub mod follow;
+pub mod fsutil;
+pub mod http;
+pub mod metrics;
+pub mod policy_sync;
+pub mod snapshot;
+pub mod status;

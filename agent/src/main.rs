@@ -1,0 +1,110 @@
+//! `pss-guard-agent`: parse argv, start the agent's parts, serve until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pss_guard_agent::cli::{self, Command, Options};
+use pss_guard_agent::follow::{self, FollowOptions};
+use pss_guard_agent::policy_sync::{PolicySync, PolicySyncOptions};
+use pss_guard_agent::snapshot::Watcher;
+use pss_guard_agent::status::Shared;
+
+const LOG_POLL: Duration = Duration::from_millis(200);
+const POLICY_POLL: Duration = Duration::from_secs(2);
+
+fn main() -> ExitCode {
+    let opts = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(o)) => o,
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("pss-guard-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("pss-guard-agent: {e}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pss-guard-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<(), String> {
+    // Two workers: the agent is I/O-bound and shares the node with the workloads.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: &Options) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    let shared = Arc::new(Shared::new(
+        opts.watch.then(|| opts.snapshot.clone()),
+        opts.watch,
+        opts.policy.is_some(),
+    ));
+    eprintln!(
+        "pss-guard-agent: following {} ; metrics on http://{addr}/metrics",
+        opts.log.display()
+    );
+
+    let f = FollowOptions {
+        log: opts.log.clone(),
+        node: opts.node.clone(),
+        from_start: opts.from_start,
+        poll: LOG_POLL,
+    };
+    let s = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("follow".into())
+        .spawn(move || follow::run(&f, &s))
+        .map_err(|e| format!("starting the log follower: {e}"))?;
+
+    if let Some((source, dest)) = &opts.policy {
+        let sync = PolicySync::new(PolicySyncOptions {
+            source: source.clone(),
+            dest: dest.clone(),
+            poll: POLICY_POLL,
+        });
+        let s = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("policy-sync".into())
+            .spawn(move || sync.run(&s))
+            .map_err(|e| format!("starting the policy sync: {e}"))?;
+    }
+
+    if opts.watch {
+        let w = Watcher::new(
+            opts.snapshot.clone(),
+            opts.snapshot_refresh,
+            Arc::clone(&shared),
+        );
+        tokio::spawn(w.run());
+    }
+
+    let http = tokio::spawn(pss_guard_agent::http::serve(listener, shared));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = http => {}
+    }
+    // The follower and policy threads hold no state worth flushing: exit now.
+    std::process::exit(0)
+}

@@ -1,0 +1,138 @@
+//! The policy ConfigMap, mounted in the agent's pod, copied to the host path the hook reads,
+//! without a rollout restart. The kubelet updates a ConfigMap volume by swapping a symlink
+//! (`..data`), so the source is simply re-read every poll and compared with what was last seen.
+//!
+//! A changed source is written to a temp file beside the destination and loaded from there with
+//! the hook's own parser (`pss_guard::config::Policy::load`): the bytes that are checked are the
+//! bytes that are renamed into place. A source that does not load leaves the destination as it
+//! was (the last good policy stays in force), is logged once per change, counted, and shown by
+//! `pss_guard_policy_source_valid 0` and `/readyz`'s text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fsutil;
+use crate::status::Shared;
+
+#[derive(Clone, Debug)]
+pub struct PolicySyncOptions {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub poll: Duration,
+}
+
+/// What one look at the source did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    /// The source loads; the destination now holds it (`true` if it was written).
+    Synced(bool),
+    Invalid,
+    Failed,
+}
+
+pub struct PolicySync {
+    opts: PolicySyncOptions,
+    last_seen: Option<Vec<u8>>,
+    last_failure: Option<String>,
+}
+
+impl PolicySync {
+    pub fn new(opts: PolicySyncOptions) -> PolicySync {
+        PolicySync {
+            opts,
+            last_seen: None,
+            last_failure: None,
+        }
+    }
+
+    fn fail(&mut self, shared: &Shared, msg: String) -> Outcome {
+        if self.last_failure.as_deref() != Some(msg.as_str()) {
+            eprintln!("pss-guard-agent: policy sync: {msg}");
+        }
+        let mut st = shared.status();
+        if let Some(p) = st.policy.as_mut() {
+            p.errors += 1;
+            p.last_error = Some(msg.clone());
+        }
+        self.last_failure = Some(msg);
+        Outcome::Failed
+    }
+
+    /// Looks at the source once.
+    pub fn step(&mut self, shared: &Shared) -> Outcome {
+        let (src, dest) = (&self.opts.source, &self.opts.dest);
+        let bytes = match std::fs::read(src) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("reading {}: {e}", src.display());
+                return self.fail(shared, msg);
+            }
+        };
+        if self.last_seen.as_ref() == Some(&bytes) {
+            return Outcome::Unchanged;
+        }
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            let msg = format!("creating {}: {e}", dir.display());
+            return self.fail(shared, msg);
+        }
+        let tmp = fsutil::temp_path(dest);
+        if let Err(e) = fsutil::write_temp(&tmp, &bytes, 0o644) {
+            let _ = std::fs::remove_file(&tmp);
+            let msg = format!("writing {}: {e}", tmp.display());
+            return self.fail(shared, msg);
+        }
+        if let Err(e) = pss_guard::config::Policy::load(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            let msg = format!(
+                "{} does not load, the last good policy at {} stays in force: {}",
+                src.display(),
+                dest.display(),
+                pss_guard::error::chain_of(&e)
+            );
+            eprintln!("pss-guard-agent: policy sync: {msg}");
+            self.last_seen = Some(bytes);
+            self.last_failure = None;
+            let mut st = shared.status();
+            if let Some(p) = st.policy.as_mut() {
+                p.invalid += 1;
+                p.source_valid = Some(false);
+                p.last_error = Some(msg);
+            }
+            return Outcome::Invalid;
+        }
+        let written = if std::fs::read(dest).ok().as_ref() == Some(&bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            false
+        } else if let Err(e) = fsutil::commit(&tmp, dest) {
+            let msg = format!("renaming onto {}: {e}", dest.display());
+            return self.fail(shared, msg);
+        } else {
+            eprintln!(
+                "pss-guard-agent: policy sync: {} installed at {}",
+                src.display(),
+                dest.display()
+            );
+            true
+        };
+        self.last_seen = Some(bytes);
+        self.last_failure = None;
+        let mut st = shared.status();
+        if let Some(p) = st.policy.as_mut() {
+            p.synced += u64::from(written);
+            p.source_valid = Some(true);
+            p.last_error = None;
+        }
+        Outcome::Synced(written)
+    }
+
+    /// Runs forever on its own thread.
+    pub fn run(mut self, shared: &Shared) {
+        loop {
+            self.step(shared);
+            std::thread::sleep(self.opts.poll);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! What the agent's parts report about themselves, read by `/metrics` and `/readyz`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+
+/// A watch that reported an error within this window is not healthy. kube-runtime's default
+/// backoff retries at most every 30 s, so a watch that keeps failing stays unhealthy.
+pub const WATCH_ERROR_WINDOW: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Default)]
+pub struct Follower {
+    pub up: bool,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub rotations: u64,
+    pub truncations: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The initial list (or the last relist) completed.
+    pub listed: bool,
+    pub errors: u64,
+    pub last_error: Option<(Instant, String)>,
+    pub relists: u64,
+    pub objects: usize,
+}
+
+impl Watch {
+    pub fn healthy(&self, now: Instant) -> bool {
+        self.listed
+            && self
+                .last_error
+                .as_ref()
+                .is_none_or(|(t, _)| now.duration_since(*t) > WATCH_ERROR_WINDOW)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub writes: u64,
+    pub write_errors: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct PolicySync {
+    pub synced: u64,
+    pub invalid: u64,
+    pub errors: u64,
+    /// Whether the source as last read parses; `None` before the first read.
+    pub source_valid: Option<bool>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Status {
+    pub follower: Follower,
+    /// `None` with `--no-watch`.
+    pub watches: Option<BTreeMap<&'static str, Watch>>,
+    pub snapshot: Snapshot,
+    /// `None` without `--policy-source`.
+    pub policy: Option<PolicySync>,
+}
+
+/// Everything the agent's threads and tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Mutex<Metrics>,
+    pub status: Mutex<Status>,
+    /// The snapshot the hook reads (for its age), or `None` when this agent does not own one.
+    pub snapshot_path: Option<PathBuf>,
+}
+
+impl Shared {
+    pub fn new(snapshot_path: Option<PathBuf>, watching: bool, policy_sync: bool) -> Shared {
+        let status = Status {
+            watches: watching.then(|| {
+                crate::snapshot::RESOURCES
+                    .iter()
+                    .map(|r| (*r, Watch::default()))
+                    .collect()
+            }),
+            policy: policy_sync.then(PolicySync::default),
+            ..Status::default()
+        };
+        Shared {
+            metrics: Mutex::new(Metrics::default()),
+            status: Mutex::new(status),
+            snapshot_path,
+        }
+    }
+
+    /// A poisoned lock still holds consistent counters: every update is a few field writes.
+    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `/readyz`: the follower streams and every watch has listed and is not failing. The
+    /// policy sync does not count: a broken ConfigMap leaves the last good policy in force,
+    /// which is reported as a metric, not fixed by restarting the pod.
+    pub fn readiness(&self) -> (bool, String) {
+        let now = Instant::now();
+        let st = self.status();
+        let mut ready = st.follower.up;
+        let mut body = format!(
+            "log follower: {}\n",
+            if st.follower.up {
+                "up".to_owned()
+            } else {
+                format!(
+                    "down ({})",
+                    st.follower.last_error.as_deref().unwrap_or("starting")
+                )
+            }
+        );
+        match &st.watches {
+            None => body.push_str("watches: off (--no-watch)\n"),
+            Some(ws) => {
+                for (name, w) in ws {
+                    let ok = w.healthy(now);
+                    ready &= ok;
+                    let state = match (&w.last_error, w.listed) {
+                        _ if ok => "listed".to_owned(),
+                        (Some((_, e)), _) => format!("failing ({e})"),
+                        (None, false) => "initial list not done".to_owned(),
+                        (None, true) => "listed".to_owned(),
+                    };
+                    body.push_str(&format!("watch {name}: {state}\n"));
+                }
+            }
+        }
+        if let Some(p) = &st.policy {
+            body.push_str(&format!(
+                "policy sync: {}\n",
+                match p.source_valid {
+                    Some(true) => "source valid".to_owned(),
+                    Some(false) => format!(
+                        "source INVALID, last good policy kept ({})",
+                        p.last_error.as_deref().unwrap_or("")
+                    ),
+                    None => "not read yet".to_owned(),
+                }
+            ));
+        }
+        (ready, body)
+    }
+}

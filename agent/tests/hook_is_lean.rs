@@ -1,0 +1,57 @@
+//! The hook runs at every container start and must stay a small synchronous binary: no async
+//! runtime, HTTP stack or Kubernetes client may reach it through the shared library crate. The
+//! agent depends on `pss-guard`, never the other way round; this test reads the dependency
+//! graph cargo resolves for the hook's package.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+#[test]
+fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "pss-guard",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+            "--locked",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains(&"pss-guard") && crates.contains(&"serde_json"),
+        "{tree}"
+    );
+    for banned in [
+        "tokio",
+        "hyper",
+        "hyper-util",
+        "kube",
+        "kube-client",
+        "k8s-openapi",
+        "rustls",
+        "pss-guard-agent",
+    ] {
+        assert!(
+            !crates.contains(&banned),
+            "the hook now depends on {banned}:\n{tree}"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! The kustomize packages (deploy/kubernetes/): every overlay rendered by kustomize (Debian
+//! sid's, installed by scripts/install-deps.sh) and validated against the Kubernetes schemas
+//! (`kubernetes-validate --strict`), the conventions of the charts people run checked on every
+//! object, the policy of each overlay through the policy parser, the committed single-file
+//! manifest equal to its rendering, and the README's one-file overlay rendered as shown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const OVERLAYS: [&str; 6] = [
+    "daemonset-install",
+    "eks-userdata",
+    "observe-only",
+    "restricted",
+    "servicemonitor",
+    "podmonitor",
+];
+const LABELS: [&str; 6] = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+];
+/// Kinds from CRDs (Prometheus Operator): no schema in kubernetes-validate, checked here.
+const CRD_KINDS: [&str; 2] = ["ServiceMonitor", "PodMonitor"];
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn kustomize_build(dir: &Path) -> String {
+    let out = Command::new("kustomize")
+        .arg("build")
+        .arg(dir)
+        .output()
+        .expect("kustomize is installed (scripts/install-deps.sh, from Debian sid)");
+    assert!(
+        out.status.success(),
+        "kustomize build {dir:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The YAML stream as JSON values (PyYAML, as the other manifest tests use).
+fn docs(yaml: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("in.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+/// kubernetes-validate --strict on the non-CRD objects, for the oldest and newest Kubernetes
+/// minor EKS supports here; every object must pass (none skipped as unknown).
+fn validate(name: &str, objects: &[Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(format!("{name}.json"));
+    let core: Vec<&Value> = objects
+        .iter()
+        .filter(|o| !CRD_KINDS.contains(&o["kind"].as_str().unwrap()))
+        .collect();
+    // kubernetes-validate reads YAML; a JSON document per line is YAML.
+    let text: String = core
+        .iter()
+        .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
+        .collect();
+    std::fs::write(&f, text).unwrap();
+    for version in ["1.30.0", "1.37.0"] {
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "--kubernetes-version",
+                version,
+            ])
+            .arg(&f)
+            .output()
+            .expect("kubernetes-validate is installed (scripts/install-deps.sh)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{name} on k8s {version}:\n{text}");
+        assert_eq!(
+            text.matches(" passed for resource ").count(),
+            core.len(),
+            "{name} on k8s {version}:\n{text}"
+        );
+    }
+}
+
+fn rendered(overlay: &str) -> Vec<Value> {
+    docs(&kustomize_build(&repo(&format!(
+        "deploy/kubernetes/overlays/{overlay}"
+    ))))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn policy_of(objects: &[Value]) -> String {
+    find(objects, "ConfigMap")["data"]["policy.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn every_overlay_renders_validates_and_follows_the_conventions() {
+    for overlay in OVERLAYS {
+        let objects = rendered(overlay);
+        validate(overlay, &objects);
+        for o in &objects {
+            let what = format!("{overlay}: {} {}", o["kind"], o["metadata"]["name"]);
+            for l in LABELS {
+                assert!(o["metadata"]["labels"][l].is_string(), "{what} lacks {l}");
+            }
+            if o["kind"] != "Namespace" && !o["kind"].as_str().unwrap().starts_with("ClusterRole") {
+                assert_eq!(o["metadata"]["namespace"], "pss-guard", "{what}");
+            }
+        }
+        let ds = find(&objects, "DaemonSet");
+        let pod = &ds["spec"]["template"]["spec"];
+        for l in LABELS {
+            assert!(
+                ds["spec"]["template"]["metadata"]["labels"][l].is_string(),
+                "{overlay}: pod template lacks {l}"
+            );
+        }
+        assert_eq!(
+            pod["nodeSelector"]["kubernetes.io/os"], "linux",
+            "{overlay}"
+        );
+        assert_eq!(
+            pod["priorityClassName"], "system-node-critical",
+            "{overlay}"
+        );
+        assert_eq!(pod["tolerations"][0]["operator"], "Exists", "{overlay}");
+        assert_eq!(
+            pod["hostPID"], true,
+            "{overlay}: health and restart need the host's /proc"
+        );
+        assert_eq!(pod["serviceAccountName"], "pss-guard");
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"];
+        let compute = terms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == "eks.amazonaws.com/compute-type")
+            .unwrap();
+        assert_eq!(compute["operator"], "NotIn");
+        assert!(
+            compute["values"]
+                .as_array()
+                .unwrap()
+                .contains(&"auto".into())
+        );
+        let all: Vec<&Value> = pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_array().into_iter().flatten())
+            .collect();
+        for c in &all {
+            assert_eq!(c["image"], "localhost/pss-guard:0.1.0", "{overlay}");
+            assert!(
+                c["resources"]["requests"]["memory"].is_string(),
+                "{overlay}: {}",
+                c["name"]
+            );
+            assert!(
+                c["resources"]["limits"]["memory"].is_string(),
+                "{overlay}: {}",
+                c["name"]
+            );
+        }
+        let agent = &pod["containers"][0];
+        assert_eq!(agent["name"], "agent");
+        assert_eq!(agent["command"][0], "/pss-guard-agent");
+        assert_eq!(
+            agent["readinessProbe"]["exec"]["command"],
+            serde_json::json!(["/pss-guard", "health", "--root", "/host"]),
+            "{overlay}"
+        );
+        assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/healthz");
+        // The agent writes nothing but the policy and its snapshot on the host.
+        for m in agent["volumeMounts"].as_array().unwrap() {
+            let path = m["mountPath"].as_str().unwrap();
+            let rw = ["/host/etc/pss-guard", "/host/var/lib/pss-guard"].contains(&path);
+            assert!(rw || m["readOnly"] == true, "{overlay}: {path} writable");
+        }
+        let role = find(&objects, "ClusterRole");
+        let resources: Vec<&str> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap())
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(resources, ["namespaces", "runtimeclasses"]);
+        for r in role["rules"].as_array().unwrap() {
+            assert_eq!(r["verbs"], serde_json::json!(["list", "watch"]));
+        }
+    }
+}
+
+#[test]
+fn install_modes_differ_only_where_they_should() {
+    let install = rendered("daemonset-install");
+    let init = &find(&install, "DaemonSet")["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(
+        init["args"],
+        serde_json::json!([
+            "install",
+            "--root",
+            "/host",
+            "--policy",
+            "/config/policy.toml",
+            "--replace-policy",
+            "--restart"
+        ])
+    );
+    // EKS user data installs the hook at boot: no installer, no host root mounted at all.
+    let eks = rendered("eks-userdata");
+    let pod = &find(&eks, "DaemonSet")["spec"]["template"]["spec"];
+    assert!(pod["initContainers"].is_null(), "{pod:#}");
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["hostPath"]["path"] != "/"),
+        "{pod:#}"
+    );
+    assert_eq!(
+        find(&install, "DaemonSet")["spec"]["template"]["spec"]["containers"],
+        pod["containers"],
+        "the agent container is the same in both modes"
+    );
+}
+
+#[test]
+fn each_overlays_policy_is_what_it_says() {
+    use pss_guard::config::Policy;
+    for (overlay, enforce, audit) in [
+        (
+            "daemonset-install",
+            "baseline:latest",
+            Some("restricted:latest"),
+        ),
+        ("eks-userdata", "baseline:latest", Some("restricted:latest")),
+        ("restricted", "restricted:latest", None),
+    ] {
+        let text = policy_of(&rendered(overlay));
+        let p = Policy::from_toml(&text).unwrap_or_else(|e| panic!("{overlay}: {e}\n{text}"));
+        assert_eq!(p.enforce.to_string(), enforce, "{overlay}");
+        assert_eq!(
+            p.audit.map(|a| a.to_string()).as_deref(),
+            audit,
+            "{overlay}"
+        );
+        assert!(p.exempt_namespaces.contains("pss-guard"));
+    }
+    // Observe-only: nothing refused (privileged), every would-be baseline refusal recorded, and
+    // the floor follows the lower default so that labels cannot bring enforcement back.
+    let text = policy_of(&rendered("observe-only"));
+    let p = Policy::from_toml(&text).unwrap_or_else(|e| panic!("observe-only: {e}\n{text}"));
+    assert_eq!(p.enforce.to_string(), "privileged:latest");
+    assert_eq!(
+        p.audit.map(|a| a.to_string()).as_deref(),
+        Some("baseline:latest")
+    );
+    assert_eq!(p.floor.level.to_string(), "privileged:latest");
+    assert_eq!(p.labels, pss_guard::config::LabelUse::Record);
+}
+
+#[test]
+fn monitors_select_the_daemonset_pods_metrics_port() {
+    for (overlay, kind) in [
+        ("servicemonitor", "ServiceMonitor"),
+        ("podmonitor", "PodMonitor"),
+    ] {
+        let objects = rendered(overlay);
+        let m = find(&objects, kind);
+        assert_eq!(m["apiVersion"], "monitoring.coreos.com/v1");
+        let pod_labels = &find(&objects, "DaemonSet")["spec"]["template"]["metadata"]["labels"];
+        let port = if kind == "PodMonitor" {
+            for (k, v) in m["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+                assert_eq!(&pod_labels[k], v, "{kind} selects {k}={v}");
+            }
+            &m["spec"]["podMetricsEndpoints"][0]["port"]
+        } else {
+            let svc = find(&objects, "Service");
+            for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+                assert_eq!(&pod_labels[k], v, "Service selects {k}={v}");
+            }
+            for (k, v) in m["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+                assert_eq!(
+                    &svc["metadata"]["labels"][k], v,
+                    "{kind} selects the Service"
+                );
+            }
+            assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+            &m["spec"]["endpoints"][0]["port"]
+        };
+        assert_eq!(port, "metrics");
+        let ds = find(&objects, "DaemonSet");
+        assert_eq!(
+            ds["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"],
+            "metrics"
+        );
+    }
+    // Opt-in: the plain overlays carry no CRD objects (they would fail without the operator).
+    for overlay in [
+        "daemonset-install",
+        "eks-userdata",
+        "observe-only",
+        "restricted",
+    ] {
+        assert!(
+            rendered(overlay)
+                .iter()
+                .all(|o| !CRD_KINDS.contains(&o["kind"].as_str().unwrap()))
+        );
+    }
+}
+
+#[test]
+fn committed_manifest_is_the_rendered_daemonset_install_overlay() {
+    let out = Command::new("bash")
+        .arg(repo("scripts/render-manifests.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy/kubernetes/pss-guard.yaml is stale: run scripts/render-manifests.sh\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn readme_one_file_overlay_sets_image_policy_resources_and_priority() {
+    let file =
+        std::fs::read_to_string(repo("examples/kustomize-overlay/kustomization.yaml")).unwrap();
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains(&file),
+        "README does not show examples/kustomize-overlay/kustomization.yaml as it is"
+    );
+    let objects = docs(&kustomize_build(&repo("examples/kustomize-overlay")));
+    validate("example", &objects);
+    let pod = &find(&objects, "DaemonSet")["spec"]["template"]["spec"];
+    let image = "registry.example/platform/pss-guard@sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+    assert_eq!(pod["containers"][0]["image"], image);
+    assert_eq!(pod["initContainers"][0]["image"], image);
+    assert_eq!(pod["priorityClassName"], "platform-node-critical");
+    assert_eq!(
+        pod["containers"][0]["resources"]["limits"]["memory"],
+        "192Mi"
+    );
+    // The patch merges: the agent keeps everything else.
+    assert_eq!(pod["containers"][0]["command"][0], "/pss-guard-agent");
+    let p = pss_guard::config::Policy::from_toml(&policy_of(&objects)).unwrap();
+    assert!(p.exempt_namespaces.contains("monitoring"));
+}
