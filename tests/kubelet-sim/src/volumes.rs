@@ -195,6 +195,7 @@ fn check_sub_path(sub: &str) -> Result<(), Error> {
 
 /// kubelet `prepareSubpathTarget`/`doBindSubPath`: create `<volume>/<sub>` if missing,
 /// bind-mount it at `<pod>/volume-subpaths/<vol>/<ctr>/<index>` and hand that to the runtime.
+#[allow(clippy::too_many_arguments)] // the subPath coordinates, as kubelet passes them
 pub fn bind_sub_path(
     kubelet_root: &Path,
     uid: &str,
