@@ -29,7 +29,7 @@ echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Two tests at a time keep the runtime tests from starving each other on 2 cores.
-cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
 # Graviton: the static aarch64 build (Debian sid's rustc and arm64 standard library in a
