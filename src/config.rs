@@ -73,6 +73,17 @@ impl Default for Paths {
     }
 }
 
+/// Which modes a namespace's Pod Security labels set at the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelUse {
+    /// All three, enforce raised to the floor (the default).
+    Enforce,
+    /// Audit and warn only; enforce stays the node's default, so an observe-only rollout
+    /// (`enforce = "privileged:latest"`) refuses nothing whatever a namespace is labelled.
+    Record,
+}
+
 /// The cluster snapshot the hook reads namespace labels and RuntimeClasses from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotSettings {
@@ -102,6 +113,7 @@ pub struct Policy {
     pub warn: Option<LevelVersion>,
     /// How low namespace labels may bring enforcement.
     pub floor: Floor,
+    pub labels: LabelUse,
     /// PodSecurityConfiguration `exemptions.runtimeClasses`: mapped to their handlers through
     /// the snapshot.
     pub exempt_runtime_classes: BTreeSet<String>,
@@ -144,6 +156,7 @@ impl Default for Policy {
             audit: None,
             warn: None,
             floor: Floor::default_for(enforce),
+            labels: LabelUse::Enforce,
             exempt_runtime_classes: BTreeSet::new(),
             default_runtime_handler: "runc".into(),
             snapshot: SnapshotSettings::default(),
@@ -192,6 +205,7 @@ struct RawPolicy {
     #[serde(default)]
     floor_exceptions: Vec<String>,
     default_runtime_handler: Option<String>,
+    labels: Option<LabelUse>,
     #[serde(default)]
     snapshot: RawSnapshot,
     unidentified: Option<Unidentified>,
@@ -345,6 +359,9 @@ impl Policy {
         p.exempt_runtime_classes = raw.exempt.runtime_classes.into_iter().collect();
         if let Some(h) = raw.default_runtime_handler {
             p.default_runtime_handler = h;
+        }
+        if let Some(l) = raw.labels {
+            p.labels = l;
         }
         for img in raw.exempt.images {
             validate_image_pattern(&img)?;

@@ -11,7 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{Policy, Unidentified};
+use crate::config::{LabelUse, Policy, Unidentified};
 use crate::error::Error;
 use crate::policy::{self, Ambiguity, Level, LevelVersion};
 use crate::psa::{self, Modes};
@@ -187,7 +187,13 @@ impl NamespaceScope {
         if let Some((labels, from)) = labels {
             let (modes, errors) = psa::from_labels(&labels, defaults);
             scope.notes.extend(errors);
-            scope.modes = psa::apply_floor(modes, &policy.floor, ns.unwrap_or_default());
+            scope.modes = match policy.labels {
+                LabelUse::Enforce => psa::apply_floor(modes, &policy.floor, ns.unwrap_or_default()),
+                LabelUse::Record => Modes {
+                    enforce: defaults.enforce,
+                    ..modes
+                },
+            };
             scope.from = from;
         }
         if let Some(lv) = opts.enforce {
@@ -502,6 +508,18 @@ mod tests {
             (g.modes.enforce.to_string(), g.from),
             ("baseline:latest".into(), PolicyFrom::CommandLine),
             "the floor holds"
+        );
+        // Labels that only record: enforce stays the node's (observe-only rollouts).
+        let record = Policy::from_toml(&format!(
+            "enforce = \"privileged:latest\"\naudit = \"baseline:latest\"\nlabels = \"record\"\n[snapshot]\npath = {snap:?}\n"
+        ))
+        .unwrap();
+        let r = NamespaceScope::resolve(&record, &opts, &kube("a"));
+        assert_eq!(r.modes.enforce, LevelVersion::PRIVILEGED);
+        assert_eq!(
+            r.modes.warn.to_string(),
+            "restricted:latest",
+            "warn follows the label"
         );
         std::fs::write(&snap, "{").unwrap();
         let broken = NamespaceScope::resolve(&policy, &opts, &kube("a"));

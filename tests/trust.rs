@@ -103,30 +103,33 @@ fn a_writable_proc_sys_under_a_masked_proc_is_privileged() {
 
 // ---- subPath provenance -------------------------------------------------------------------
 
-/// A containerd pod `default/web` (uid `0a1b2c3d-uid`) whose app container binds `source` at
-/// /data; the hook runs in a private mount namespace after `setup`. Returns exit code and record.
-fn subpath_case(
+/// A containerd pod `default/web` (uid `0a1b2c3d-uid`) whose app container runs `spec` (its
+/// annotations are set here), decided by the hook as containerd's; in a private mount namespace
+/// after `setup` when one is given. Returns the exit code and the record.
+fn containerd_case(
     node: &Node,
     name: &str,
-    setup: &str,
-    source: &std::path::Path,
+    mut spec: Value,
+    setup: Option<&str>,
 ) -> (Option<i32>, Value) {
-    let mut s = base_spec(&["/bin/true"]);
-    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
-    s["mounts"].as_array_mut().expect("mounts").push(json!({
-        "destination": "/data", "type": "bind", "source": source,
-        "options": ["rbind", "rprivate", "rw"]
-    }));
+    let image = spec["annotations"]["io.kubernetes.cri.image-name"].clone();
+    spec["annotations"] = cri_annotations("default", &format!("{name}-sb"));
+    if image.is_string() {
+        spec["annotations"]["io.kubernetes.cri.image-name"] = image;
+    }
     let b = containerd_pod(
         &node.path().join("k8s.io"),
         name,
         &format!("{name}-sb"),
         Some(&sandbox_spec()),
-        &s,
+        &spec,
     );
     let before = node.records().len();
-    let mut cmd = in_mount_namespace(setup, &node.hook_command(&["--runtime", "containerd"]));
-    cmd.stdin(std::process::Stdio::piped());
+    let hook = node.hook_command(&["--runtime", "containerd"]);
+    let cmd = match setup {
+        Some(setup) => in_mount_namespace(setup, &hook),
+        None => hook,
+    };
     let o = run_bounded(cmd, Stdin::Bytes(state(name, &b)), LIMIT);
     let recs = node.records();
     assert_eq!(
@@ -136,6 +139,16 @@ fn subpath_case(
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.code(), recs[before].clone())
+}
+
+/// A compliant spec that also binds `source` at /data.
+fn binding(source: &std::path::Path) -> Value {
+    let mut s = base_spec(&["/bin/true"]);
+    s["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/data", "type": "bind", "source": source,
+        "options": ["rbind", "rprivate", "rw"]
+    }));
+    s
 }
 
 #[test]
@@ -157,9 +170,9 @@ fn a_hostpath_subpath_named_like_the_pods_pv_is_a_host_path() {
         s0 = sub(0).display(),
         s1 = sub(1).display(),
     );
-    let (code, rec) = subpath_case(&node, "pvc-sub", &setup, &sub(0));
+    let (code, rec) = containerd_case(&node, "pvc-sub", binding(&sub(0)), Some(&setup));
     assert_eq!(code, Some(0), "the claim's own subPath: {rec}");
-    let (code, rec) = subpath_case(&node, "host-sub", &setup, &sub(1));
+    let (code, rec) = containerd_case(&node, "host-sub", binding(&sub(1)), Some(&setup));
     assert_eq!(code, Some(1), "{rec}");
     assert_eq!(violated(&rec), ["hostPathVolumes"], "{rec}");
     // Offline (a saved spec) the claim's own subPath cannot be traced to its volume either.
@@ -176,19 +189,10 @@ fn a_hostpath_subpath_named_like_the_pods_pv_is_a_host_path() {
 
 // ---- AppArmor as the runtime decides it -----------------------------------------------------
 
-/// Runs the hook as containerd's on a pod container without an AppArmor profile (what
-/// containerd writes when it applies none), in a mount namespace where the kernel shows
-/// AppArmor enabled and `/sbin/apparmor_parser` is present or not.
+/// The hook as containerd's on a pod container without an AppArmor profile (what containerd
+/// writes when it applies none), in a mount namespace where the kernel shows AppArmor enabled
+/// and `/sbin/apparmor_parser` is present or not.
 fn apparmor_case(node: &Node, name: &str, parser: bool) -> (Option<i32>, Value) {
-    let mut s = base_spec(&["/bin/true"]);
-    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
-    let b = containerd_pod(
-        &node.path().join("k8s.io"),
-        name,
-        &format!("{name}-sb"),
-        Some(&sandbox_spec()),
-        &s,
-    );
     let mut setup = String::from(
         "mount -t tmpfs sec /sys/kernel/security\n\
          mkdir /sys/kernel/security/apparmor\n\
@@ -200,17 +204,7 @@ fn apparmor_case(node: &Node, name: &str, parser: bool) -> (Option<i32>, Value) 
         // /sbin is /usr/sbin on Debian; nothing after this needs it.
         setup.push_str("mount -t tmpfs sbin /usr/sbin\ntouch /usr/sbin/apparmor_parser\n");
     }
-    let before = node.records().len();
-    let cmd = in_mount_namespace(&setup, &node.hook_command(&["--runtime", "containerd"]));
-    let o = run_bounded(cmd, Stdin::Bytes(state(name, &b)), LIMIT);
-    let recs = node.records();
-    assert_eq!(
-        recs.len(),
-        before + 1,
-        "{name}: stderr {:?}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code(), recs[before].clone())
+    containerd_case(node, name, base_spec(&["/bin/true"]), Some(&setup))
 }
 
 #[test]
@@ -232,50 +226,6 @@ fn apparmor_is_judged_only_where_the_runtime_would_apply_a_profile() {
 
 // ---- PersistentVolumes backed by a host path, image exemptions --------------------------------
 
-/// A privileged-free containerd pod whose container binds `source` (or runs `image`), decided
-/// by the hook as containerd's; returns exit code and record.
-fn pod_case(
-    node: &Node,
-    name: &str,
-    source: Option<&std::path::Path>,
-    image: &str,
-    privileged: bool,
-) -> (Option<i32>, Value) {
-    let mut s = base_spec(&["/bin/true"]);
-    if privileged {
-        make_privileged(&mut s);
-    }
-    s["annotations"] = cri_annotations("default", &format!("{name}-sb"));
-    s["annotations"]["io.kubernetes.cri.image-name"] = json!(image);
-    if let Some(src) = source {
-        s["mounts"].as_array_mut().expect("mounts").push(json!({
-            "destination": "/data", "type": "bind", "source": src,
-            "options": ["rbind", "rprivate", "rw"]
-        }));
-    }
-    let b = containerd_pod(
-        &node.path().join("k8s.io"),
-        name,
-        &format!("{name}-sb"),
-        Some(&sandbox_spec()),
-        &s,
-    );
-    let before = node.records().len();
-    let o = run_bounded(
-        node.hook_command(&["--runtime", "containerd"]),
-        Stdin::Bytes(state(name, &b)),
-        LIMIT,
-    );
-    let recs = node.records();
-    assert_eq!(
-        recs.len(),
-        before + 1,
-        "{name}: stderr {:?}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code(), recs[before].clone())
-}
-
 #[test]
 fn a_claim_on_a_host_path_pv_is_a_host_path_unless_the_provisioners_root_is_allowed() {
     // kubelet binds a hostPath PersistentVolume's own path, exactly as an inline hostPath
@@ -286,13 +236,7 @@ fn a_claim_on_a_host_path_pv_is_a_host_path_unless_the_provisioners_root_is_allo
         .path()
         .join("local-path-provisioner/pvc-1f2e_default_data");
     std::fs::create_dir_all(&pv).expect("mkdir");
-    let (code, rec) = pod_case(
-        &node,
-        "pv-default",
-        Some(&pv),
-        "registry.example/app:1",
-        false,
-    );
+    let (code, rec) = containerd_case(&node, "pv-default", binding(&pv), None);
     assert_eq!(code, Some(1), "{rec}");
     assert_eq!(violated(&rec), ["hostPathVolumes"], "{rec}");
     let node = Node::with_policy(|dir| {
@@ -305,14 +249,16 @@ fn a_claim_on_a_host_path_pv_is_a_host_path_unless_the_provisioners_root_is_allo
         .path()
         .join("local-path-provisioner/pvc-1f2e_default_data");
     std::fs::create_dir_all(&pv).expect("mkdir");
-    let (code, rec) = pod_case(
-        &node,
-        "pv-allowed",
-        Some(&pv),
-        "registry.example/app:1",
-        false,
-    );
+    let (code, rec) = containerd_case(&node, "pv-allowed", binding(&pv), None);
     assert_eq!(code, Some(0), "{rec}");
+}
+
+/// A privileged spec whose image reference, as containerd records it, is `image`.
+fn privileged_image(image: &str) -> Value {
+    let mut s = base_spec(&["/bin/true"]);
+    make_privileged(&mut s);
+    s["annotations"] = json!({"io.kubernetes.cri.image-name": image});
+    s
 }
 
 #[test]
@@ -322,15 +268,18 @@ fn an_image_exemption_pinned_to_a_digest_exempts_only_that_digest() {
         "[exempt]\nimages = [\"registry.example/agent@{digest}\"]\n"
     ));
     // The exemption is for the image, whatever its pod asks: here privileged.
-    let (code, rec) = pod_case(
+    let (code, rec) = containerd_case(
         &node,
         "pinned",
+        privileged_image(&format!("registry.example/agent@{digest}")),
         None,
-        &format!("registry.example/agent@{digest}"),
-        true,
     );
     assert_eq!(code, Some(0), "{rec}");
     assert_eq!(rec["decision"], "exempt", "{rec}");
+    // A reference with a tag and the digest was pulled by that digest too.
+    let tagged = privileged_image(&format!("registry.example/agent:1.0@{digest}"));
+    let (code, rec) = containerd_case(&node, "tagged", tagged, None);
+    assert_eq!(rec["decision"], "exempt", "{code:?} {rec}");
     for (name, image) in [
         ("by-tag", "registry.example/agent:1.0".to_owned()),
         (
@@ -338,7 +287,7 @@ fn an_image_exemption_pinned_to_a_digest_exempts_only_that_digest() {
             format!("registry.example/agent@{}", digest.replace("0123", "4567")),
         ),
     ] {
-        let (code, rec) = pod_case(&node, name, None, &image, true);
+        let (code, rec) = containerd_case(&node, name, privileged_image(&image), None);
         assert_eq!(code, Some(1), "{name}: {rec}");
     }
 }

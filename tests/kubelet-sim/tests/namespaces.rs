@@ -327,4 +327,14 @@ async fn observe_only_rollout_and_a_stale_or_broken_snapshot() {
     assert_eq!(d["policy_from"], "node defaults", "{d}");
     assert!(notes(&d).contains("parsing namespace snapshot"), "{d}");
     assert!(notes(&d).contains("node defaults apply"), "{d}");
+
+    // `labels = "record"` (the observe-only overlay): the labels set audit and warn only, so
+    // A's `enforce=restricted` refuses nothing either.
+    snap.write(0, cluster());
+    set_keys(&node, &[], &[("labels", "\"record\"")]);
+    let r = run_pod(&mut k, &pod("web-a-record", "ns-a", "{}")).await;
+    assert_started(&r);
+    let d = record(&node, "web-a-record");
+    assert_eq!(d["policy"], "privileged:latest", "{d}");
+    assert_eq!(d["policy_from"], "namespace labels", "{d}");
 }
