@@ -657,13 +657,15 @@ fn cluster_snapshot(n: usize) -> Vec<u8> {
         common::NAMESPACE.to_owned(),
         [(format!("{P}enforce"), "baseline".to_owned())].into(),
     );
-    let v = json!({
-        "schema": 1,
-        "written": pss_guard::time::rfc3339(std::time::SystemTime::now()),
-        "namespaces": namespaces,
-        "runtime_classes": {"gvisor": "runsc", "kata": "kata-qemu", "nvidia": "nvidia"},
-    });
-    serde_json::to_vec(&v).expect("snapshot json")
+    let classes = [
+        ("gvisor", "runsc"),
+        ("kata", "kata-qemu"),
+        ("nvidia", "nvidia"),
+    ]
+    .into_iter()
+    .map(|(n, h)| (n.to_owned(), h.to_owned()))
+    .collect();
+    pss_guard::snapshot::render(std::time::SystemTime::now(), &namespaces, &classes)
 }
 
 /// The hook with a 2,000-namespace snapshot against the hook without one (and `/bin/true`),

@@ -71,12 +71,23 @@ impl Snapshot {
         Snapshot { path }
     }
 
-    /// Writes the agent's format: every namespace (an unlabeled one as `{}`), sorted keys, and
-    /// the RuntimeClasses' handlers; temp file and rename, as the agent does.
+    /// Writes the agent's format (`pss_guard::snapshot`, schema 2): a header line with `written`
+    /// and the RuntimeClasses' handlers, then one line per namespace (an unlabeled one with
+    /// `{}`), sorted by name; temp file and rename, as the agent does. (This crate does not link
+    /// pss-guard, so the few lines of the format are written out here.)
     fn write(&self, ago: u64, namespaces: Value) {
-        let v = json!({"schema": 1, "written": written(ago), "namespaces": namespaces,
-                       "runtime_classes": {"gvisor": "runsc"}});
-        self.write_raw(&serde_json::to_string(&v).expect("json"));
+        let header = json!({"schema": 2, "written": written(ago),
+                            "runtime_classes": {"gvisor": "runsc"}});
+        let mut text = format!("{header}\n");
+        // serde_json's map keeps keys sorted: the order the hook binary-searches in.
+        for (name, labels) in namespaces.as_object().expect("namespaces object") {
+            // The name comes first: the hook reads it before parsing the line.
+            text.push_str(&format!(
+                "{{\"namespace\":{},\"labels\":{labels}}}\n",
+                json!(name)
+            ));
+        }
+        self.write_raw(&text);
     }
 
     fn write_raw(&self, text: &str) {
@@ -319,7 +330,7 @@ async fn observe_only_rollout_and_a_stale_or_broken_snapshot() {
     assert!(notes(&d).contains("namespace snapshot is stale"), "{d}");
 
     // A broken snapshot: the node defaults apply (here observe-only), and the record says why.
-    snap.write_raw("{\"schema\":1,\"namespaces\":{\"ns-a\":");
+    snap.write_raw("{\"schema\":2,\"written\":");
     let r = run_pod(&mut k, &pod("web-a-broken", "ns-a", "{}")).await;
     assert_started(&r);
     let d = record(&node, "web-a-broken");
