@@ -12,10 +12,14 @@
 //!   hook costs runc), for the record.
 //! - `audit_1000`: `pss-guard audit` over 1,000 pod containers' bundles on disk (each pod's
 //!   sandbox bundle beside them, as containerd lays them out); the median of 5 runs.
+//! - `snapshot_2000` (issue 10): the same hook run with the policy's `[snapshot] path` at the
+//!   agent's snapshot of 2,000 labelled namespaces against the hook with no snapshot file, and
+//!   `/bin/true`, in interleaved rounds; the ratio of the medians with/without the snapshot.
 //!
 //! Needs root (runc, and private namespaces for the simulated pod sandbox). Knobs (environment):
 //! `PSS_BENCH_PAIRS` (default 1000), `PSS_BENCH_RUNC_ROUNDS` (default 150), `PSS_BENCH_ONLY`
-//! (comma list of `process`, `runc`, `bundles`), `PSS_GUARD_BIN` (default: the binary cargo
+//! (comma list of `process`, `runc`, `bundles`, `snapshot`), `PSS_BENCH_SNAPSHOT_ROUNDS` (default
+//! 500), `PSS_GUARD_BIN` (default: the binary cargo
 //! built alongside this benchmark).
 
 mod common;
@@ -148,9 +152,13 @@ fn peak_rss(program: &Path, node: &common::Node, state: &Path) -> i64 {
 
 /// The hook as containerd's base spec installs it, or `/bin/true` with the same stdin and argv.
 fn hook_command(program: &Path, node: &common::Node, state: &Path) -> Command {
+    hook_command_with(program, &node.policy_path(), node, state)
+}
+
+fn hook_command_with(program: &Path, policy: &Path, node: &common::Node, state: &Path) -> Command {
     let mut c = Command::new(program);
     c.args(["hook", "--policy"])
-        .arg(node.policy_path())
+        .arg(policy)
         .args(["--runtime", "containerd"])
         .env_clear()
         .current_dir(node.layout.bundle())
@@ -613,6 +621,136 @@ fn bundles(count: usize) -> Vec<String> {
     )]
 }
 
+/// The agent's snapshot of a cluster with `n` namespaces (the bench pod's among them), in its
+/// format: every namespace, keys sorted, only Pod Security labels kept, an unlabeled one as
+/// `{}`. The mix is what a cluster that adopted PSA looks like: a third unlabeled, a third
+/// enforcing baseline and warning restricted with pinned versions, a third restricted in all
+/// three modes.
+fn cluster_snapshot(n: usize) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    const P: &str = "pod-security.kubernetes.io/";
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for i in 0..n.saturating_sub(1) {
+        let mut labels = BTreeMap::new();
+        let mut set = |k: &str, v: &str| labels.insert(format!("{P}{k}"), v.to_owned());
+        match i % 3 {
+            0 => {}
+            1 => {
+                set("enforce", "baseline");
+                set("enforce-version", "v1.31");
+                set("warn", "restricted");
+                set("warn-version", "latest");
+            }
+            _ => {
+                set("enforce", "restricted");
+                set("enforce-version", "latest");
+                set("audit", "restricted");
+                set("warn", "restricted");
+            }
+        }
+        namespaces.insert(
+            format!("team-{:04}-{}", i, ["web", "batch", "data"][i % 3]),
+            labels,
+        );
+    }
+    namespaces.insert(
+        common::NAMESPACE.to_owned(),
+        [(format!("{P}enforce"), "baseline".to_owned())].into(),
+    );
+    let classes = [
+        ("gvisor", "runsc"),
+        ("kata", "kata-qemu"),
+        ("nvidia", "nvidia"),
+    ]
+    .into_iter()
+    .map(|(n, h)| (n.to_owned(), h.to_owned()))
+    .collect();
+    pss_guard::snapshot::render(std::time::SystemTime::now(), &namespaces, &classes)
+}
+
+/// The hook with a 2,000-namespace snapshot against the hook without one (and `/bin/true`),
+/// interleaved rounds in a rotating order.
+fn snapshot_cost(rounds: usize) -> Vec<String> {
+    let node = common::Node::new();
+    let state_path = node.dir.path().join("state.json");
+    std::fs::write(&state_path, node.layout.state(node.sandbox.pid())).expect("state");
+    let base = std::fs::read_to_string(node.policy_path()).expect("policy");
+    let snap = node.dir.path().join("cluster.json");
+    let bytes = cluster_snapshot(2000);
+    std::fs::write(&snap, &bytes).expect("snapshot");
+    let without = node.dir.path().join("policy-no-snapshot.toml");
+    let with = node.dir.path().join("policy-snapshot.toml");
+    let missing = node.dir.path().join("no-such-snapshot.json");
+    std::fs::write(&without, format!("{base}[snapshot]\npath = {missing:?}\n")).expect("policy");
+    std::fs::write(&with, format!("{base}[snapshot]\npath = {snap:?}\n")).expect("policy");
+    let hook = bin();
+    println!(
+        "== snapshot: hook with the agent's snapshot of 2,000 namespaces ({} B) vs without, {rounds} rounds",
+        bytes.len()
+    );
+    // Both allow the container, and the snapshot's labels are the ones applied.
+    let log = node.dir.path().join("log/decisions.log");
+    for policy in [&without, &with] {
+        let out = hook_command_with(&hook, policy, &node, &state_path)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run hook");
+        assert!(
+            out.status.success(),
+            "the hook refused the bench container: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let last = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        last.lines()
+            .last()
+            .is_some_and(|l| l.contains("\"policy_from\":\"namespace labels\"")),
+        "the snapshot's labels were not used: {last}"
+    );
+    let progs: [(&str, &Path, &Path); 3] = [
+        ("/bin/true", Path::new("/bin/true"), &without),
+        ("hook, no snapshot", &hook, &without),
+        ("hook, 2,000 namespaces", &hook, &with),
+    ];
+    for (_, p, pol) in progs {
+        for _ in 0..20 {
+            run(&mut hook_command_with(p, pol, &node, &state_path));
+        }
+    }
+    let mut times = vec![Vec::new(); progs.len()];
+    let mut faults = vec![Vec::new(); progs.len()];
+    for r in 0..rounds {
+        for k in 0..progs.len() {
+            let i = (r + k) % progs.len();
+            let (name, p, pol) = progs[i];
+            let x = run(&mut hook_command_with(p, pol, &node, &state_path));
+            assert_eq!(x.status, 0, "{name} exited {}", x.status);
+            times[i].push(x.wall.as_secs_f64() * 1e6);
+            faults[i].push(x.minflt as f64);
+        }
+    }
+    let m: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    for (i, (name, _, _)) in progs.iter().enumerate() {
+        println!(
+            "{name:>24}: median {:8.1} us  / bin/true {:.3}x  minor faults {:4.0}",
+            m[i],
+            m[i] / m[0],
+            median(&faults[i])
+        );
+    }
+    let ratio = m[2] / m[1];
+    println!(
+        "snapshot adds {:.1} us to the hook ({:.3}x)",
+        m[2] - m[1],
+        ratio
+    );
+    vec![format!(
+        "TARGET snapshot_2000 {ratio:.3}x <=1.05x {}",
+        verdict(ratio <= 1.05)
+    )]
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter would be the next argument. Nothing here
     // takes a filter: PSS_BENCH_ONLY selects parts.
@@ -632,6 +770,9 @@ fn main() {
     }
     if wanted("bundles") {
         results.extend(bundles(1000));
+    }
+    if wanted("snapshot") {
+        results.extend(snapshot_cost(env_usize("PSS_BENCH_SNAPSHOT_ROUNDS", 500)));
     }
     println!();
     for r in results {

@@ -7,7 +7,8 @@
 # (benches/parse_evaluate.rs) and the whole-process harness (benches/targets.rs), and prints
 # every target with its measured value. The exit status is 0 whatever the verdicts: benchmarks
 # are not part of the test suite's pass/fail. Knobs: PSS_BENCH_PAIRS (hook vs /bin/true pairs,
-# default 1000), PSS_BENCH_RUNC_ROUNDS (default 150).
+# default 1000), PSS_BENCH_RUNC_ROUNDS (default 150), PSS_BENCH_SNAPSHOT_ROUNDS (hook with and
+# without a 2,000-namespace snapshot, default 500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +55,7 @@ ns=$(jq '.median.point_estimate' "$est")
 eval_line=$(awk -v ns="$ns" 'BEGIN {
   r = 1e9 / ns; printf "TARGET eval_specs_per_sec %.0f/s >=50000/s %s", r, (r >= 50000 ? "PASS" : "FAIL") }')
 
-echo "== whole process, runc, 1,000 bundles"
+echo "== whole process, runc, 1,000 bundles, the namespace snapshot"
 cargo bench --bench targets 2>&1 | tee "$tdir/bench/targets.log" | grep -v '^TARGET'
 
 if ((profile)); then

@@ -38,12 +38,14 @@ echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Two tests at a time keep the runtime tests from starving each other on 2 cores.
-cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+# Every stack runs even when an earlier one failed; the script fails at the end.
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=1
 for stack in trixie sid; do
   echo "== containerd tests and conformance on stack $stack"
   start=$SECONDS
-  PSS_GUARD_STACK=$stack cargo test -p kubelet-sim --test containerd --test concurrency \
-    --test conformance -- --test-threads=2 2>&1 | tee -a "$log"
+  PSS_GUARD_STACK=$stack cargo test --no-fail-fast -p kubelet-sim --test containerd \
+    --test concurrency --test conformance -- --test-threads=2 2>&1 | tee -a "$log" || status=1
   echo "stack $stack: $((SECONDS - start)) s"
 done
 # One closing line for the whole workspace (cargo prints one per test binary).
@@ -52,3 +54,4 @@ awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n",
 # debootstrap'd tree) runs the hook contract and fixture tests under qemu-user.
 echo "== aarch64 (qemu-user)"
 scripts/cross-aarch64.sh test
+exit "$status"

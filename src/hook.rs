@@ -439,13 +439,25 @@ mod tests {
     fn namespace_labels_come_from_the_snapshot_over_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let snap = dir.path().join("cluster.json");
+        let label = |v: &str| -> BTreeMap<String, String> {
+            [(
+                "pod-security.kubernetes.io/enforce".to_owned(),
+                v.to_owned(),
+            )]
+            .into()
+        };
+        let namespaces = [("a", "restricted"), ("b", "privileged"), ("c", "nonsense")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), label(v)))
+            .collect();
+        let classes = [("gvisor", "runsc"), ("kata", "kata"), ("runc", "runc")]
+            .into_iter()
+            .map(|(n, h)| (n.to_owned(), h.to_owned()))
+            .collect();
+        let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800);
         std::fs::write(
             &snap,
-            r#"{"schema":1,"written":"2000-01-01T00:00:00Z","namespaces":{
-              "a":{"pod-security.kubernetes.io/enforce":"restricted"},
-              "b":{"pod-security.kubernetes.io/enforce":"privileged"},
-              "c":{"pod-security.kubernetes.io/enforce":"nonsense"}},
-              "runtime_classes":{"gvisor":"runsc","kata":"kata","runc":"runc"}}"#,
+            crate::snapshot::render(long_ago, &namespaces, &classes),
         )
         .unwrap();
         let policy = Policy::from_toml(&format!(

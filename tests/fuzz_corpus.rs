@@ -34,8 +34,8 @@ fn committed_fuzz_corpus_replays_cleanly() {
     // samples of each target.
     for (target, run, least) in [
         ("evaluate", harness::run as fn(&[u8]), 278),
-        ("keys", harness::keys, 20),
-        ("mounts", harness::mounts, 3),
+        ("keys", harness::keys, 220),
+        ("mounts", harness::mounts, 104),
     ] {
         let n = replay(target, run);
         assert!(n >= least, "only {n} corpus inputs for {target}");

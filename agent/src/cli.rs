@@ -13,6 +13,7 @@ pub const USAGE: &str = "\
 usage: pss-guard-agent [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
            [--snapshot FILE] [--snapshot-refresh SECS] [--no-watch]
            [--policy-source FILE --policy-dest FILE] [--host-root DIR]
+           [--containerd-config FILE] [--health] [--proc DIR]
 
 pss-guard's node agent (the DaemonSet's long-running container):
   - follows the hook's decision log and prints every record to stdout, with the node name;
@@ -30,6 +31,12 @@ pss-guard's node agent (the DaemonSet's long-running container):
   --policy-source FILE    policy to install (the mounted ConfigMap key); needs --policy-dest
   --policy-dest FILE      where the hook reads its policy (on the host mount)
   --host-root DIR         where the host's root is mounted; the default paths above are under it [/]
+  --containerd-config FILE  containerd's config as the host names it; the policy sync sets the
+                          policy's [paths] from it, --health checks its handlers
+                          [/etc/containerd/config.toml]
+  --health                check the hook's wiring on the host (`pss-guard health`) every 2 s,
+                          in /readyz and the metrics
+  --proc DIR              the host's /proc, for --health (the pod needs hostPID) [/proc]
   --help, --version
 ";
 
@@ -44,6 +51,10 @@ pub struct Options {
     pub watch: bool,
     pub policy: Option<(PathBuf, PathBuf)>,
     pub host_root: PathBuf,
+    /// containerd's config, a host path (read under `host_root`).
+    pub containerd_config: PathBuf,
+    pub health: bool,
+    pub proc_dir: PathBuf,
 }
 
 /// What the command line asks for.
@@ -77,6 +88,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut watch = true;
     let mut refresh = crate::snapshot::DEFAULT_REFRESH;
     let mut host_root = PathBuf::from("/");
+    let mut containerd_config = PathBuf::from(pss_guard::install::DEFAULT_CONTAINERD_CONFIG);
+    let mut health = false;
+    let mut proc_dir = PathBuf::from("/proc");
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Long("help") | Short('h') => return Ok(Command::Help),
@@ -109,6 +123,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 dest = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
             }
             Long("host-root") => host_root = PathBuf::from(p.value().map_err(|e| e.to_string())?),
+            Long("containerd-config") => {
+                containerd_config = PathBuf::from(p.value().map_err(|e| e.to_string())?)
+            }
+            Long("health") => health = true,
+            Long("proc") => proc_dir = PathBuf::from(p.value().map_err(|e| e.to_string())?),
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -127,6 +146,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         watch,
         policy,
         host_root,
+        containerd_config,
+        health,
+        proc_dir,
     })))
 }
 

@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn process_line_sets_the_node_and_counts() {
-        let shared = Shared::new(None, false, false);
+        let shared = Shared::new(None, false, false, false);
         let line = br#"{"decision":"refused","namespace":"default","node":"host","new_field":[1]}"#;
         let out = process_line(line, Some("node-1"), &shared).unwrap_or_default();
         assert!(out.contains("\"node\":\"node-1\""), "{out}");

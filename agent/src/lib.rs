@@ -8,11 +8,14 @@
 //! - [`snapshot`] watches Namespaces (metadata only) and RuntimeClasses and writes the small file
 //!   the hook reads on every container start;
 //! - [`policy_sync`] copies the mounted policy ConfigMap to the host path the hook reads, only
-//!   when it parses.
+//!   when it parses;
+//! - [`health`] checks the hook's wiring on the host (`pss-guard health`) for `/readyz` and the
+//!   metrics.
 
 pub mod cli;
 pub mod follow;
 pub mod fsutil;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod policy_sync;

@@ -57,6 +57,7 @@ async fn serve(opts: &Options) -> Result<(), String> {
         opts.watch.then(|| opts.snapshot.clone()),
         opts.watch,
         opts.policy.is_some(),
+        opts.health,
     ));
     eprintln!(
         "pss-guard-agent: following {} ; metrics on http://{addr}/metrics",
@@ -80,12 +81,28 @@ async fn serve(opts: &Options) -> Result<(), String> {
             source: source.clone(),
             dest: dest.clone(),
             poll: POLICY_POLL,
+            host_root: opts.host_root.clone(),
+            containerd_config: opts.containerd_config.clone(),
         });
         let s = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("policy-sync".into())
             .spawn(move || sync.run(&s))
             .map_err(|e| format!("starting the policy sync: {e}"))?;
+    }
+
+    if opts.health {
+        let h = pss_guard::health::HealthOptions {
+            root: opts.host_root.clone(),
+            containerd_config: opts.containerd_config.clone(),
+            proc_dir: opts.proc_dir.clone(),
+            ..pss_guard::health::HealthOptions::default()
+        };
+        let s = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || pss_guard_agent::health::run(&h, &s))
+            .map_err(|e| format!("starting the health check: {e}"))?;
     }
 
     if opts.watch {

@@ -422,6 +422,55 @@ pub fn render_status(o: &mut String, st: &Status, snapshot_age: Option<f64>) {
             },
         );
     }
+    if let Some(h) = &st.health {
+        render_health(o, h.as_ref());
+    }
+}
+
+/// `--health`: the hook's wiring as `pss-guard health` sees it. Every value is absent (not 0)
+/// before the first check.
+fn render_health(o: &mut String, r: Option<&pss_guard::health::Report>) {
+    let Some(r) = r else { return };
+    gauge(
+        o,
+        "pss_guard_hook_healthy",
+        "1 when the hook is wired on this node (`pss-guard health` passes).",
+        u8::from(r.healthy),
+    );
+    header(
+        o,
+        "pss_guard_hook_runtime_handlers",
+        "gauge",
+        "Runtime handlers by whether they run the hook (VM handlers count as unprotected).",
+    );
+    let _ = writeln!(
+        o,
+        "pss_guard_hook_runtime_handlers{{state=\"protected\"}} {}",
+        r.protected
+    );
+    let _ = writeln!(
+        o,
+        "pss_guard_hook_runtime_handlers{{state=\"unprotected\"}} {}",
+        r.unprotected
+    );
+    gauge(
+        o,
+        "pss_guard_hook_policy_fallback",
+        "1 when the node's policy file does not load and the hook runs on its built-in default.",
+        u8::from(!r.policy.ok),
+    );
+    gauge(
+        o,
+        "pss_guard_hook_binary_ok",
+        "1 when the hook binary is present, executable and built for this CPU.",
+        u8::from(r.binary.ok),
+    );
+    gauge(
+        o,
+        "pss_guard_hook_decision_since_runtime_start",
+        "1 when a decision was logged since containerd last started (it calls the hook).",
+        u8::from(r.decision_since_restart.ok),
+    );
 }
 
 /// Seconds since `path` was last modified, if it exists.

@@ -7,6 +7,13 @@
 //! bytes that are renamed into place. A source that does not load leaves the destination as it
 //! was (the last good policy stays in force), is logged once per change, counted, and shown by
 //! `pss_guard_policy_source_valid 0` and `/readyz`'s text.
+//!
+//! A TOML policy gets this node's `[paths]` before it is checked and written
+//! (`pss_guard::install::paths::apply` with the directories containerd's and CRI-O's own configs
+//! name, as the installer does): one ConfigMap serves every node, but a node whose containerd
+//! keeps its `root`/`state` elsewhere (k3s, RKE2, custom images) would otherwise see every pod's
+//! `/etc/hosts` and `resolv.conf` as host paths and refuse every pod. A PodSecurityConfiguration
+//! (YAML) has no `[paths]`: it is installed as it is, and the hook uses the stock directories.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +26,10 @@ pub struct PolicySyncOptions {
     pub source: PathBuf,
     pub dest: PathBuf,
     pub poll: Duration,
+    /// The host's root as mounted in the pod, and containerd's config as the host names it:
+    /// where this node's runtime directories are read from.
+    pub host_root: PathBuf,
+    pub containerd_config: PathBuf,
 }
 
 /// What one look at the source did.
@@ -35,6 +46,25 @@ pub struct PolicySync {
     opts: PolicySyncOptions,
     last_seen: Option<Vec<u8>>,
     last_failure: Option<String>,
+    /// The `[paths]` lines last logged, so a change is logged once.
+    last_paths: Vec<String>,
+}
+
+/// What is written for a source: a TOML policy with this node's `[paths]`, anything else (a
+/// PodSecurityConfiguration, or text that does not parse, which the load then reports) as it is.
+pub fn with_node_paths(
+    bytes: &[u8],
+    host_root: &std::path::Path,
+    containerd_config: &std::path::Path,
+) -> (Vec<u8>, Vec<String>) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return (bytes.to_vec(), Vec::new());
+    };
+    let runtime = pss_guard::install::paths::for_host(host_root, containerd_config);
+    match pss_guard::install::paths::apply(text, &runtime) {
+        Some((t, details)) => (t.into_bytes(), details),
+        None => (bytes.to_vec(), Vec::new()),
+    }
 }
 
 impl PolicySync {
@@ -43,6 +73,7 @@ impl PolicySync {
             opts,
             last_seen: None,
             last_failure: None,
+            last_paths: Vec::new(),
         }
     }
 
@@ -69,7 +100,17 @@ impl PolicySync {
                 return self.fail(shared, msg);
             }
         };
-        if self.last_seen.as_ref() == Some(&bytes) {
+        let (out, details) =
+            with_node_paths(&bytes, &self.opts.host_root, &self.opts.containerd_config);
+        if details != self.last_paths {
+            for d in &details {
+                eprintln!("pss-guard-agent: policy sync: {d}");
+            }
+            self.last_paths = details;
+        }
+        // What would be written: a changed source, or a runtime config that moved its
+        // directories, is a change.
+        if self.last_seen.as_ref() == Some(&out) {
             return Outcome::Unchanged;
         }
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
@@ -79,7 +120,7 @@ impl PolicySync {
             return self.fail(shared, msg);
         }
         let tmp = fsutil::temp_path(dest);
-        if let Err(e) = fsutil::write_temp(&tmp, &bytes, 0o644) {
+        if let Err(e) = fsutil::write_temp(&tmp, &out, 0o644) {
             let _ = std::fs::remove_file(&tmp);
             let msg = format!("writing {}: {e}", tmp.display());
             return self.fail(shared, msg);
@@ -93,7 +134,7 @@ impl PolicySync {
                 pss_guard::error::chain_of(&e)
             );
             eprintln!("pss-guard-agent: policy sync: {msg}");
-            self.last_seen = Some(bytes);
+            self.last_seen = Some(out.clone());
             self.last_failure = None;
             let mut st = shared.status();
             if let Some(p) = st.policy.as_mut() {
@@ -103,7 +144,7 @@ impl PolicySync {
             }
             return Outcome::Invalid;
         }
-        let written = if std::fs::read(dest).ok().as_ref() == Some(&bytes) {
+        let written = if std::fs::read(dest).ok().as_ref() == Some(&out) {
             let _ = std::fs::remove_file(&tmp);
             false
         } else if let Err(e) = fsutil::commit(&tmp, dest) {
@@ -117,7 +158,7 @@ impl PolicySync {
             );
             true
         };
-        self.last_seen = Some(bytes);
+        self.last_seen = Some(out);
         self.last_failure = None;
         let mut st = shared.status();
         if let Some(p) = st.policy.as_mut() {

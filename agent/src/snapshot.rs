@@ -1,11 +1,8 @@
 //! Namespaces and RuntimeClasses, watched with kube-runtime, into the snapshot file the hook
 //! reads on every container start:
 //!
-//! ```json
-//! {"schema":1,"written":"2026-11-30T03:00:00.000000Z",
-//!  "namespaces":{"team-a":{"pod-security.kubernetes.io/enforce":"restricted"},"default":{}},
-//!  "runtime_classes":{"gvisor":"runsc"}}
-//! ```
+//! in the format `pss_guard::snapshot` defines and reads (a header line with `written` and the
+//! RuntimeClasses, then one line per namespace sorted by name, which the hook binary-searches).
 //!
 //! Every namespace is present (an unlabeled one as `{}`, so the hook can tell "no labels" from
 //! "not known yet"); only labels under `pod-security.kubernetes.io/` are kept; RuntimeClasses map
@@ -38,7 +35,6 @@ use tokio::sync::Notify;
 
 use crate::status::Shared;
 
-pub const SCHEMA: u32 = 1;
 pub const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 pub const NAMESPACES: &str = "namespaces";
 pub const RUNTIME_CLASSES: &str = "runtimeclasses";
@@ -112,14 +108,6 @@ struct Content<'a> {
     runtime_classes: &'a BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
-struct SnapshotFile<'a> {
-    schema: u32,
-    written: String,
-    #[serde(flatten)]
-    content: Content<'a>,
-}
-
 impl Cluster {
     /// The file's bytes, or `None` while an initial list has not completed.
     fn render(&self, written: SystemTime) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -131,13 +119,8 @@ impl Cluster {
             runtime_classes: &self.runtime_classes.live,
         };
         let key = serde_json::to_vec(&content).ok()?;
-        let mut file = serde_json::to_vec(&SnapshotFile {
-            schema: SCHEMA,
-            written: pss_guard::time::rfc3339(written),
-            content,
-        })
-        .ok()?;
-        file.push(b'\n');
+        let file =
+            pss_guard::snapshot::render(written, &self.namespaces.live, &self.runtime_classes.live);
         Some((key, file))
     }
 }

@@ -65,6 +65,8 @@ pub struct Status {
     pub snapshot: Snapshot,
     /// `None` without `--policy-source`.
     pub policy: Option<PolicySync>,
+    /// `None` without `--health`; `Some(None)` before the first check.
+    pub health: Option<Option<pss_guard::health::Report>>,
 }
 
 /// Everything the agent's threads and tasks share.
@@ -77,7 +79,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(snapshot_path: Option<PathBuf>, watching: bool, policy_sync: bool) -> Shared {
+    pub fn new(
+        snapshot_path: Option<PathBuf>,
+        watching: bool,
+        policy_sync: bool,
+        health: bool,
+    ) -> Shared {
         let status = Status {
             watches: watching.then(|| {
                 crate::snapshot::RESOURCES
@@ -86,6 +93,7 @@ impl Shared {
                     .collect()
             }),
             policy: policy_sync.then(PolicySync::default),
+            health: health.then_some(None),
             ..Status::default()
         };
         Shared {
@@ -104,7 +112,9 @@ impl Shared {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `/readyz`: the follower streams and every watch has listed and is not failing. The
+    /// `/readyz`: the follower streams, every watch has listed and is not failing, and (with
+    /// `--health`) the hook is wired on the host: a node where pods would start unchecked, or
+    /// all be refused on the fallback policy, is not ready. The
     /// policy sync does not count: a broken ConfigMap leaves the last good policy in force,
     /// which is reported as a metric, not fixed by restarting the pod.
     pub fn readiness(&self) -> (bool, String) {
@@ -150,6 +160,21 @@ impl Shared {
                     None => "not read yet".to_owned(),
                 }
             ));
+        }
+        match &st.health {
+            None => {}
+            Some(None) => {
+                ready = false;
+                body.push_str("hook health: not checked yet\n");
+            }
+            Some(Some(r)) => {
+                ready &= r.healthy;
+                for line in r.render_text().lines() {
+                    body.push_str("hook ");
+                    body.push_str(line.trim_end());
+                    body.push('\n');
+                }
+            }
         }
         (ready, body)
     }

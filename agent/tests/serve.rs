@@ -15,7 +15,7 @@ use support::*;
 
 fn streamer(node: &Node) -> Agent {
     let log = node.log_path();
-    Agent::start(
+    let a = Agent::start(
         &[
             "--no-watch",
             "--node",
@@ -24,7 +24,11 @@ fn streamer(node: &Node) -> Agent {
             log.to_str().unwrap(),
         ],
         &[],
-    )
+    );
+    // Records written before the follower has opened an existing log are behind its start
+    // (it starts at the end): wait for it, or a loaded machine loses the test's first record.
+    a.wait_metrics(&["pss_guard_log_follower_up 1"]);
+    a
 }
 
 #[test]

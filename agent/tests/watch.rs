@@ -314,13 +314,37 @@ fn kubeconfig(dir: &Path, server: &str) -> std::path::PathBuf {
     p
 }
 
+/// The snapshot as one JSON value: its header line's fields, and `namespaces` gathered from the
+/// namespace lines (each must be whole JSON, the file must end in a newline, and the names must
+/// come sorted, as the hook's binary search needs).
+fn snapshot_value(text: &str) -> Value {
+    assert!(text.ends_with('\n'), "snapshot is not whole: {text:?}");
+    let mut lines = text.lines();
+    let mut v: Value = serde_json::from_str(lines.next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("snapshot header is not JSON ({e}): {text:?}"));
+    let mut namespaces = serde_json::Map::new();
+    let mut last: Option<String> = None;
+    for l in lines {
+        let line: Value = serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("snapshot line is not JSON ({e}): {l:?}"));
+        let name = line["namespace"].as_str().expect("namespace").to_owned();
+        assert!(
+            last.as_ref().is_none_or(|p| *p < name),
+            "unsorted at {name}"
+        );
+        namespaces.insert(name.clone(), line["labels"].clone());
+        last = Some(name);
+    }
+    v["namespaces"] = Value::Object(namespaces);
+    v
+}
+
 /// Polls the snapshot until `ok` holds for it (20 s at most).
 fn wait_snapshot(path: &Path, agent: &Agent, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("snapshot is not whole JSON ({e}): {text:?}"));
+            let v = snapshot_value(&text);
             if ok(&v) {
                 return v;
             }
@@ -382,7 +406,7 @@ fn snapshot_follows_list_label_change_deletion_and_a_410_relist() {
     );
 
     // 1. The initial list: every namespace, only Pod Security labels, handlers by class.
-    let v = wait_snapshot(&snap, &agent, "the initial list", |v| v["schema"] == 1);
+    let v = wait_snapshot(&snap, &agent, "the initial list", |v| v["schema"] == 2);
     assert_eq!(
         v["namespaces"],
         serde_json::json!({
@@ -397,7 +421,8 @@ fn snapshot_follows_list_label_change_deletion_and_a_410_relist() {
     );
     let text = std::fs::read_to_string(&snap).unwrap();
     assert!(
-        text.starts_with("{\"schema\":1,\"written\":\"") && text.contains("Z\",\"namespaces\":{\"default\":{},\"team-a\":{\"pod-security.kubernetes.io/audit\""),
+        text.starts_with("{\"schema\":2,\"written\":\"")
+            && text.contains("\n{\"namespace\":\"default\",\"labels\":{}}\n{\"namespace\":\"team-a\",\"labels\":{\"pod-security.kubernetes.io/audit\""),
         "keys not in the documented order: {text}"
     );
     use std::os::unix::fs::MetadataExt;
