@@ -28,7 +28,7 @@ const MANIFESTS: [&str; 4] = [
 
 #[test]
 fn manifests_validate_against_kubernetes_schemas() {
-    // The oldest and newest Kubernetes minor EKS AL2023 nodes run (RUNTIME-FACTS §5).
+    // The oldest and newest Kubernetes minor EKS AL2023 nodes run (amazon-eks-ami release notes).
     for version in ["1.30.0", "1.37.0"] {
         let out = Command::new("python3")
             .args(["-m", "kubernetes_validate", "--strict", "--kubernetes-version", version])

@@ -137,7 +137,7 @@ path = "$logdir/decisions.log"
 EOF
 
 # --- base runtime spec: ctr's default spec minus what a base spec must not carry ---------------
-# RUNTIME-FACTS §5: a base spec skips WithoutDefaultSecuritySettings, so rlimits, seccomp and
+# containerd's CRI skips WithoutDefaultSecuritySettings for a handler with a base spec, so rlimits, seccomp and
 # AppArmor would survive into every container. noNewPrivileges is dropped too: containerd only
 # ever sets it to true (for allowPrivilegeEscalation=false), so a true in the base would hide
 # the restricted check's signal.
@@ -175,7 +175,7 @@ EOF
 
 # --- CNI: loopback + static IPAM with a documentation-range address (RFC 5737) ----------------
 # No interface is created; the static plugin only reports the address, which is all
-# containerd needs to consider the sandbox networked (RUNTIME-FACTS §7).
+# containerd needs to consider the sandbox networked (with a loopback plugin alone, RunPodSandbox fails: "failed to find network info").
 cat >"$cni_conf/10-pss-guard-test.conflist" <<'EOF'
 {
   "cniVersion": "0.4.0",
@@ -299,7 +299,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   SystemdCgroup = false
 
 # Same hook, but containerd copies every pod and container annotation into the spec: the
-# set-up under which a pod could forge io.kubernetes.cri.* look-alikes (RUNTIME-FACTS §4).
+# set-up under which a pod could forge io.kubernetes.cri.* look-alikes (containerd's pod_annotations passthrough; THREAT-MODEL.md).
 [$cri.containerd.runtimes.runc-passthrough]
   runtime_type = "io.containerd.runc.v2"
   base_runtime_spec = "$node/base-spec.json"

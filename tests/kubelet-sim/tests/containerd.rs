@@ -322,7 +322,7 @@ async fn unsafe_pod_sysctl_is_refused_from_the_sandbox_spec() {
         .expect("stop");
 }
 
-/// hostNetwork is invisible in the app container's spec (RUNTIME-FACTS §2, §7); the hook
+/// hostNetwork is invisible in the app container's spec (README, "How it works"); the hook
 /// must find it through the sandbox.
 #[tokio::test(flavor = "current_thread")]
 async fn host_namespaces_are_refused() {
@@ -346,7 +346,7 @@ async fn host_namespaces_are_refused() {
 }
 
 /// Volumes kubelet manages are bind mounts from under the kubelet root; they must not be
-/// taken for hostPath volumes (RUNTIME-FACTS §3 "Mounts"), subPath binds included.
+/// taken for hostPath volumes (THREAT-MODEL.md rows 4 and 5), subPath binds included.
 #[tokio::test(flavor = "current_thread")]
 async fn kubelet_managed_volumes_are_allowed() {
     let node = TestNode::up();
