@@ -431,7 +431,7 @@ mod tests {
         let (_, file) = c.render(SystemTime::UNIX_EPOCH).unwrap_or_default();
         assert_eq!(
             String::from_utf8_lossy(&file),
-            "{\"schema\":1,\"written\":\"1970-01-01T00:00:00.000000Z\",\"namespaces\":{\"old\":{}},\"runtime_classes\":{}}\n"
+            "{\"schema\":2,\"written\":\"1970-01-01T00:00:00.000000Z\",\"runtime_classes\":{}}\n{\"namespace\":\"old\",\"labels\":{}}\n"
         );
         // A relist in progress leaves the known objects in force until it completes.
         c.namespaces.apply(Event::Init, namespace_entry);
