@@ -45,7 +45,16 @@ fn parse_and_evaluate(
         legacy_volumes: policy.legacy_volumes,
     };
     let name = loaded.identity.container_name();
-    let run = |lv| policy::evaluate(&facts, lv, name, ambiguity, policy.runtime_default_caps);
+    let run = |lv| {
+        policy::evaluate(
+            &facts,
+            None,
+            lv,
+            name,
+            ambiguity,
+            policy.runtime_default_caps,
+        )
+    };
     (run(policy.enforce), policy.audit.map(run))
 }
 
@@ -101,6 +110,7 @@ fn benches(c: &mut Criterion) {
             let run = |lv| {
                 policy::evaluate(
                     black_box(&facts),
+                    None,
                     lv,
                     CONTAINER_NAME,
                     ambiguity,

@@ -100,6 +100,7 @@ pub fn run(data: &[u8]) {
                 let lv = LevelVersion { level, version };
                 let r = policy::evaluate(
                     &facts,
+                    None,
                     lv,
                     &name,
                     Ambiguity::default(),

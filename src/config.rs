@@ -56,6 +56,8 @@ pub struct Paths {
     pub containerd_state: PathBuf,
     pub crio_root: PathBuf,
     pub crio_runroot: PathBuf,
+    /// containerd's gRPC socket, asked for the CRI view (see [`crate::cri`]).
+    pub containerd_socket: PathBuf,
     /// Host paths an operator allows as bind sources (CNI sockets, device plugins, ...).
     pub allowed_host_paths: Vec<PathBuf>,
 }
@@ -68,6 +70,7 @@ impl Default for Paths {
             containerd_state: "/run/containerd".into(),
             crio_root: "/var/lib/containers/storage".into(),
             crio_runroot: "/run/containers/storage".into(),
+            containerd_socket: "/run/containerd/containerd.sock".into(),
             allowed_host_paths: Vec::new(),
         }
     }
@@ -82,6 +85,39 @@ pub enum LabelUse {
     /// Audit and warn only; enforce stays the node's default, so an observe-only rollout
     /// (`enforce = "privileged:latest"`) refuses nothing whatever a namespace is labelled.
     Record,
+}
+
+/// Whether the hook asks containerd for the CRI configs behind a spec (see [`crate::cri`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CriLookup {
+    /// Ask; when the answer cannot be had, decide from the spec alone and say so (the default).
+    Auto,
+    /// Ask; when the answer cannot be had, refuse the container.
+    Required,
+    /// Never ask: the spec alone decides.
+    Off,
+}
+
+/// `[cri]`: the lookup and its hard time budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CriSettings {
+    pub lookup: CriLookup,
+    pub budget: std::time::Duration,
+}
+
+/// The lookup's default budget: about a hundred times its usual cost.
+pub const DEFAULT_CRI_BUDGET_MS: u64 = 100;
+/// The most a budget may be: a container must never wait long on a stalled runtime.
+pub const MAX_CRI_BUDGET_MS: u64 = 2000;
+
+impl Default for CriSettings {
+    fn default() -> Self {
+        CriSettings {
+            lookup: CriLookup::Auto,
+            budget: std::time::Duration::from_millis(DEFAULT_CRI_BUDGET_MS),
+        }
+    }
 }
 
 /// The cluster snapshot the hook reads namespace labels and RuntimeClasses from.
@@ -121,6 +157,7 @@ pub struct Policy {
     /// never exempt through a RuntimeClass.
     pub default_runtime_handler: String,
     pub snapshot: SnapshotSettings,
+    pub cri: CriSettings,
     /// What the policy file asked for that cannot apply at the node, said in each record.
     pub notes: Vec<String>,
     pub unidentified: Unidentified,
@@ -160,6 +197,7 @@ impl Default for Policy {
             exempt_runtime_classes: BTreeSet::new(),
             default_runtime_handler: "runc".into(),
             snapshot: SnapshotSettings::default(),
+            cri: CriSettings::default(),
             notes: Vec::new(),
             unidentified: Unidentified::Enforce,
             seccomp_absent: SeccompAbsent::Unset,
@@ -208,6 +246,8 @@ struct RawPolicy {
     labels: Option<LabelUse>,
     #[serde(default)]
     snapshot: RawSnapshot,
+    #[serde(default)]
+    cri: RawCri,
     unidentified: Option<Unidentified>,
     seccomp_absent: Option<SeccompAbsent>,
     apparmor: Option<AppArmorMode>,
@@ -244,12 +284,20 @@ struct RawSnapshot {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCri {
+    lookup: Option<CriLookup>,
+    budget_ms: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPaths {
     kubelet_root: Option<PathBuf>,
     containerd_root: Option<PathBuf>,
     containerd_state: Option<PathBuf>,
     crio_root: Option<PathBuf>,
     crio_runroot: Option<PathBuf>,
+    containerd_socket: Option<PathBuf>,
     #[serde(default)]
     allowed_host_paths: Vec<PathBuf>,
 }
@@ -340,6 +388,17 @@ impl Policy {
         if let Some(secs) = raw.snapshot.stale_after_seconds {
             p.snapshot.stale_after = std::time::Duration::from_secs(secs);
         }
+        if let Some(l) = raw.cri.lookup {
+            p.cri.lookup = l;
+        }
+        if let Some(ms) = raw.cri.budget_ms {
+            if !(1..=MAX_CRI_BUDGET_MS).contains(&ms) {
+                return Err(ConfigError::Invalid(format!(
+                    "cri.budget_ms: {ms} is not between 1 and {MAX_CRI_BUDGET_MS}"
+                )));
+            }
+            p.cri.budget = std::time::Duration::from_millis(ms);
+        }
         if let Some(u) = raw.unidentified {
             p.unidentified = u;
         }
@@ -384,6 +443,11 @@ impl Policy {
             ),
             (&mut d.crio_root, paths.crio_root, "crio_root"),
             (&mut d.crio_runroot, paths.crio_runroot, "crio_runroot"),
+            (
+                &mut d.containerd_socket,
+                paths.containerd_socket,
+                "containerd_socket",
+            ),
         ] {
             if let Some(v) = val {
                 *slot = absolute(v, key)?;

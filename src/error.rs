@@ -61,6 +61,10 @@ pub enum Error {
         "the pod uid is unknown (no {0} annotation); kubelet volumes cannot be told from host paths"
     )]
     NoPodUid(&'static str),
+    #[error(
+        "the runtime's CRI view is unavailable and the policy requires it (cri.lookup = \"required\"): {0}"
+    )]
+    CriRequired(String),
     #[error("policy file {path:?}")]
     Policy {
         path: PathBuf,

@@ -11,7 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{LabelUse, Policy, Unidentified};
+use crate::config::{CriLookup, LabelUse, Policy, Unidentified};
 use crate::error::Error;
 use crate::policy::{self, Ambiguity, Level, LevelVersion};
 use crate::psa::{self, Modes};
@@ -34,7 +34,8 @@ pub struct Options {
     /// The namespace's labels, instead of the snapshot's (`check --namespace-labels`).
     pub namespace_labels: Option<BTreeMap<String, String>>,
     /// The spec belongs to a container being created now (hook mode, or `check` on a running
-    /// container's bundle), so its `/proc/<pid>` paths and mount sources are current.
+    /// container's bundle), so its `/proc/<pid>` paths and mount sources are current, and the
+    /// runtime can be asked for the CRI configs behind it.
     pub live: bool,
 }
 
@@ -244,14 +245,23 @@ pub fn decide(
             Err(e) => &e.identity,
         },
     );
-    let (identity, evaluation) = match loaded {
+    let exempt = exemption(
+        policy,
+        opts,
+        match &loaded {
+            Ok(l) => &l.identity,
+            Err(e) => &e.identity,
+        },
+        &scope,
+    );
+    let (identity, evaluation, cri_view) = match loaded {
         Ok(l) => {
-            let evaluation = evaluate(policy, opts, &l, scope.modes).map_err(|e| e.chain());
-            (l.identity, evaluation)
+            let (evaluation, cri) = evaluate(policy, opts, &l, scope.modes, exempt.is_some());
+            (l.identity, evaluation.map_err(|e| e.chain()), cri.record())
         }
-        Err(e) => (e.identity, Err(e.error.chain())),
+        Err(e) => (e.identity, Err(e.error.chain()), None),
     };
-    let verdict = match (exemption(policy, opts, &identity, &scope), evaluation) {
+    let verdict = match (exempt, evaluation) {
         (Some(why), evaluation) => Verdict::Exempt { why, evaluation },
         (None, Ok(e)) => Verdict::Evaluated(e),
         (None, Err(e)) => Verdict::Failed(e),
@@ -262,31 +272,146 @@ pub fn decide(
         policy_from: scope.from,
         notes: scope.notes,
         verdict,
+        cri_view,
         policy_error,
         eval_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
 }
 
+/// What became of the CRI lookup for one container.
+#[derive(Debug)]
+enum CriStatus {
+    /// Not a case for it: a pod sandbox, a container outside Kubernetes, another runtime.
+    NotApplicable,
+    Used,
+    Skipped(&'static str),
+    Unavailable(String),
+}
+
+impl CriStatus {
+    /// The record's `cri_view`.
+    fn record(&self) -> Option<String> {
+        match self {
+            CriStatus::NotApplicable => None,
+            CriStatus::Used => Some("used".into()),
+            CriStatus::Skipped(why) => Some(format!("skipped: {why}")),
+            CriStatus::Unavailable(why) => Some(format!("unavailable: {why}")),
+        }
+    }
+}
+
+/// The spec's facts against each mode, then, where the spec alone does not refuse, again with
+/// the CRI view of the container (which can only add refusals).
 fn evaluate(
     policy: &Policy,
     opts: &Options,
     loaded: &Loaded,
     modes: Modes,
-) -> Result<Evaluation, Error> {
-    let facts = spec::collect(loaded, policy, opts.live)?;
+    exempt: bool,
+) -> (Result<Evaluation, Error>, CriStatus) {
+    let facts = match spec::collect(loaded, policy, opts.live) {
+        Ok(f) => f,
+        Err(e) => return (Err(e), CriStatus::NotApplicable),
+    };
     let ambiguity = Ambiguity {
         seccomp_absent: policy.seccomp_absent,
         legacy_volumes: policy.legacy_volumes,
     };
     let name = loaded.identity.container_name();
-    let run = |lv| policy::evaluate(&facts, lv, name, ambiguity, policy.runtime_default_caps);
+    let run = |lv, cri| {
+        policy::evaluate(
+            &facts,
+            cri,
+            lv,
+            name,
+            ambiguity,
+            policy.runtime_default_caps,
+        )
+    };
     // A mode at `privileged` checks nothing and records nothing.
-    let recorded = |lv: LevelVersion| (lv.level != Level::Privileged).then(|| run(lv));
-    Ok(Evaluation {
-        report: run(modes.enforce),
-        audit: recorded(modes.audit),
-        warn: recorded(modes.warn),
-    })
+    let all = |cri| Evaluation {
+        report: run(modes.enforce, cri),
+        audit: (modes.audit.level != Level::Privileged).then(|| run(modes.audit, cri)),
+        warn: (modes.warn.level != Level::Privileged).then(|| run(modes.warn, cri)),
+    };
+    let spec_only = all(None);
+    let wanted = cri_wanted(policy, opts, loaded, modes, exempt, &spec_only);
+    let (view, status) = match wanted {
+        Err(status) => (None, status),
+        Ok((sandbox_id, identity)) => match crate::cri::client::fetch(
+            &policy.paths.containerd_socket,
+            &loaded.identity.container_id,
+            sandbox_id,
+            policy.cri.budget,
+        )
+        .map_err(|e| e.0)
+        .and_then(|v| same_container(&v, identity).map(|()| v))
+        {
+            Ok(v) => (Some(v), CriStatus::Used),
+            Err(why) => (None, CriStatus::Unavailable(why)),
+        },
+    };
+    if let (CriStatus::Unavailable(why), CriLookup::Required) = (&status, policy.cri.lookup) {
+        return (Err(Error::CriRequired(why.clone())), status);
+    }
+    match view {
+        Some(v) => (Ok(all(Some(&v))), status),
+        None => (Ok(spec_only), status),
+    }
+}
+
+/// Whether to ask the runtime for the CRI view, and with which sandbox id; else why not.
+fn cri_wanted<'a>(
+    policy: &Policy,
+    opts: &Options,
+    loaded: &'a Loaded,
+    modes: Modes,
+    exempt: bool,
+    spec_only: &Evaluation,
+) -> Result<(&'a str, &'a spec::identity::Kube), CriStatus> {
+    let kube = match &loaded.identity.kube {
+        Some(k) if loaded.identity.runtime == spec::Runtime::Containerd && !k.is_sandbox => k,
+        _ => return Err(CriStatus::NotApplicable),
+    };
+    if !opts.live {
+        return Err(CriStatus::Skipped(
+            "--offline reads the spec alone; the runtime is not asked",
+        ));
+    }
+    if policy.cri.lookup == CriLookup::Off {
+        return Err(CriStatus::Skipped("cri.lookup = \"off\""));
+    }
+    if exempt {
+        return Err(CriStatus::Skipped("exempt"));
+    }
+    if !spec_only.report.allowed() {
+        return Err(CriStatus::Skipped("the spec alone refuses"));
+    }
+    if [modes.enforce, modes.audit, modes.warn]
+        .iter()
+        .all(|m| m.level == Level::Privileged)
+    {
+        return Err(CriStatus::Skipped("every mode is privileged"));
+    }
+    Ok((kube.sandbox_id.as_str(), kube))
+}
+
+/// The view must be of the container and pod the runtime's own metadata names.
+fn same_container(v: &crate::cri::View, k: &spec::identity::Kube) -> Result<(), String> {
+    if v.container.name != k.container {
+        return Err(format!(
+            "containerd's config names container {:?}, the spec {:?}",
+            v.container.name, k.container
+        ));
+    }
+    let uid_differs = k.pod_uid.as_deref().is_some_and(|u| u != v.pod.uid);
+    if v.pod.namespace != k.namespace || v.pod.name != k.pod || uid_differs {
+        return Err(format!(
+            "containerd's sandbox config names pod {}/{}, the spec {}/{}",
+            v.pod.namespace, v.pod.name, k.namespace, k.pod
+        ));
+    }
+    Ok(())
 }
 
 /// The container the runtime's state names.

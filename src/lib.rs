@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod bounded;
 pub mod config;
+pub mod cri;
 pub mod error;
 pub mod facts;
 pub mod health;

@@ -73,6 +73,8 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     notes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
+    cri_view: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     exempt: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -105,6 +107,7 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         warn_violations: d.warn().map(violations_json).unwrap_or_default(),
         policy_from: d.policy_from.as_str(),
         notes: &d.notes,
+        cri_view: d.cri_view.as_deref(),
         exempt: d.exempt(),
         error: d.error(),
         policy_error: d.policy_error.as_deref(),

@@ -110,6 +110,9 @@ pub struct Decision {
     /// labels that did not parse, policy settings that cannot apply at the node).
     pub notes: Vec<String>,
     pub verdict: Verdict,
+    /// The record's `cri_view`: whether the CRI configs behind the spec were read (`used`),
+    /// `skipped: why` or `unavailable: why`; `None` where they do not apply.
+    pub cri_view: Option<String>,
     /// Why the policy file was not used, if it was not.
     pub policy_error: Option<String>,
     pub eval_us: u64,
@@ -216,6 +219,9 @@ impl Decision {
         ));
         for n in &self.notes {
             out.push_str(&format!("note: {n}\n"));
+        }
+        if let Some(c) = &self.cri_view {
+            out.push_str(&format!("cri view: {c}\n"));
         }
         for (label, report) in [
             ("enforce", self.report()),
@@ -338,6 +344,7 @@ impl Decision {
                 "warn": mode_json(self.modes.warn, self.warn()),
             },
             "notes": self.notes,
+            "cri_view": self.cri_view,
             "violations": enforce.as_ref().map(|e| &e.violations).unwrap_or(&empty),
             "checks": enforce.as_ref().map(|e| &e.checks),
             "runtime": self.identity.runtime.as_str(),

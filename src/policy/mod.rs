@@ -210,6 +210,22 @@ pub struct Check {
     /// Under restricted, a baseline check that a restricted one replaces from this minor on.
     pub overridden_from: Option<u32>,
     pub eval: fn(&Facts, &Context) -> Outcome,
+    /// What the CRI configs behind the spec add, where they show what the spec cannot (see
+    /// [`combine`]).
+    pub cri: Option<fn(&crate::cri::View, &Context) -> Outcome>,
+}
+
+/// One check's outcome from the spec and, when the lookup gave one, the CRI view. The view
+/// only adds refusals: a failure in the spec stands (as does a finding covered by
+/// `privileged`); otherwise a failure in the view fails; otherwise what the spec could not
+/// observe takes the view's word, and what the spec passed stays passed.
+pub fn combine(spec: Outcome, cri: Option<Outcome>) -> Outcome {
+    match (spec, cri) {
+        (o @ (Outcome::Fail { .. } | Outcome::Covered { .. }), _) => o,
+        (_, Some(f @ Outcome::Fail { .. })) => f,
+        (Outcome::NotObservable { .. }, Some(c)) => c,
+        (o, _) => o,
+    }
 }
 
 /// Every check in Pod Security Admission's order: baseline IDs sorted bytewise, then restricted.
@@ -301,9 +317,11 @@ impl Report {
     }
 }
 
-/// Evaluates the facts of one container against a level and version.
+/// Evaluates the facts of one container against a level and version, with the CRI view of it
+/// when there is one.
 pub fn evaluate(
     facts: &Facts,
+    cri: Option<&crate::cri::View>,
     policy: LevelVersion,
     container: &str,
     ambiguity: Ambiguity,
@@ -322,7 +340,10 @@ pub fn evaluate(
         .map(|c| CheckResult {
             id: c.id,
             reason: c.reason,
-            outcome: (c.eval)(facts, &ctx),
+            outcome: combine(
+                (c.eval)(facts, &ctx),
+                c.cri.zip(cri).map(|(f, v)| f(v, &ctx)),
+            ),
         })
         .collect();
     Report { policy, results }
@@ -441,6 +462,7 @@ mod tests {
         let f = Facts::compliant_example();
         let r = evaluate(
             &f,
+            None,
             LevelVersion::latest(Level::Baseline),
             "app",
             Ambiguity::default(),
@@ -457,6 +479,7 @@ mod tests {
         f.sysctls = vec!["kernel.msgmax".into()];
         let r = evaluate(
             &f,
+            None,
             LevelVersion::latest(Level::Baseline),
             "app",
             Ambiguity::default(),

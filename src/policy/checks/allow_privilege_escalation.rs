@@ -14,6 +14,7 @@ pub const CHECK: Check = Check {
     since: 8,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

@@ -6,6 +6,10 @@
 //! profile whatever the pod asked (no AppArmor in the kernel, as on EKS AL2023 and Bottlerocket;
 //! containerd without `apparmor_parser` or with `disable_apparmor`), nothing can be observed;
 //! the policy's `apparmor` key and [`crate::spec`] decide which, as the runtime does.
+//!
+//! The CRI view ([`crate::cri`]) has the profile kubelet asked for (the container's field, the
+//! pod annotation or the pod's field, resolved by kubelet): an Unconfined request fails whether
+//! or not the host has AppArmor, as it fails admission.
 
 use crate::facts::{AppArmor, Facts};
 use crate::policy::{Check, Context, Level, Outcome};
@@ -17,6 +21,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: Some(cri),
 };
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {
@@ -32,6 +37,21 @@ fn eval(f: &Facts, ctx: &Context) -> Outcome {
                 ctx.subject
             ),
         },
+    }
+}
+
+fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
+    match v.container.apparmor {
+        crate::cri::AppArmorRequest::Unconfined if ctx.privileged || v.container.privileged => {
+            Outcome::Covered { by: "privileged" }
+        }
+        crate::cri::AppArmorRequest::Unconfined => Outcome::Fail {
+            detail: format!(
+                "{} must not set AppArmor profile type to \"Unconfined\"",
+                ctx.subject
+            ),
+        },
+        _ => Outcome::Pass,
     }
 }
 

@@ -7,6 +7,9 @@
 //! default; an operator who removes NET_RAW from the runtime's default (the base runtime spec)
 //! and from `capabilities.runtime_default` makes it visible. A lowercase or `CAP_`-prefixed `add`
 //! entry that the runtime normalises to an allowed capability passes here and fails admission.
+//!
+//! With the CRI view ([`crate::cri`]) the node reads `add` as the pod wrote it, and all of these
+//! are decided as admission decides them.
 
 use caps::Capability::*;
 
@@ -21,6 +24,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: Some(22),
     eval,
+    cri: Some(cri),
 };
 
 /// The PSS baseline allow-list for `capabilities.add`.
@@ -44,6 +48,49 @@ pub fn baseline_allowed() -> CapSet {
         s.insert(c);
     }
     s
+}
+
+/// The allow-list as PSA compares it: exact, case-sensitive names without `CAP_`.
+pub const BASELINE_ADD: [&str; 13] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// `add` as kubelet sent it, against the allow-list, sorted and unique as PSA lists them.
+fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
+    let mut extra: Vec<&str> = v
+        .container
+        .add_caps
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !BASELINE_ADD.contains(c))
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    if extra.is_empty() {
+        Outcome::Pass
+    } else if ctx.privileged || v.container.privileged {
+        Outcome::Covered { by: "privileged" }
+    } else {
+        Outcome::Fail {
+            detail: format!(
+                "{} must not include {} in securityContext.capabilities.add",
+                ctx.subject,
+                join_quoted(&extra)
+            ),
+        }
+    }
 }
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

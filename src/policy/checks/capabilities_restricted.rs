@@ -4,6 +4,8 @@
 //! The node sees the resulting sets: anything beyond NET_BIND_SERVICE fails. A default
 //! capability still present means `drop: [ALL]` was not set; one beyond the runtime default
 //! was added. Divergence: dropping each default capability by name instead of `ALL` passes here.
+//! With the CRI view ([`crate::cri`]) `drop` and `add` are read as the pod wrote them, exactly
+//! as admission reads them.
 
 use caps::Capability::CAP_NET_BIND_SERVICE;
 
@@ -18,7 +20,41 @@ pub const CHECK: Check = Check {
     since: 22,
     overridden_from: None,
     eval,
+    cri: Some(cri),
 };
+
+fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
+    let c = &v.container;
+    let mut parts = Vec::new();
+    if !c.drop_caps.iter().any(|d| d == "ALL") {
+        parts.push(format!(
+            "{} must set securityContext.capabilities.drop=[\"ALL\"]",
+            ctx.subject
+        ));
+    }
+    let mut added: Vec<&str> = c
+        .add_caps
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "NET_BIND_SERVICE")
+        .collect();
+    added.sort_unstable();
+    added.dedup();
+    if !added.is_empty() {
+        parts.push(format!(
+            "{} must not include {} in securityContext.capabilities.add",
+            ctx.subject,
+            join_quoted(&added)
+        ));
+    }
+    if parts.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail {
+            detail: parts.join("; "),
+        }
+    }
+}
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {
     let mut nbs = CapSet::EMPTY;

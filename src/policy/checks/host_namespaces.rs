@@ -16,6 +16,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, _ctx: &Context) -> Outcome {

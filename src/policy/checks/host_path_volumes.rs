@@ -19,6 +19,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: Some(0),
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, _ctx: &Context) -> Outcome {

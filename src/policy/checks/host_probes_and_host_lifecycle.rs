@@ -13,6 +13,7 @@ pub const CHECK: Check = Check {
     since: 34,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 fn eval(_f: &Facts, _ctx: &Context) -> Outcome {

@@ -25,6 +25,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: Some(cri),
 };
 
 pub fn is_privileged(f: &Facts) -> bool {
@@ -34,6 +35,20 @@ pub fn is_privileged(f: &Facts) -> bool {
 
 fn eval(_f: &Facts, ctx: &Context) -> Outcome {
     if ctx.privileged {
+        Outcome::Fail {
+            detail: format!(
+                "{} must not set securityContext.privileged=true",
+                ctx.subject
+            ),
+        }
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// The container's `privileged` flag as kubelet sent it: exact.
+fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
+    if v.container.privileged {
         Outcome::Fail {
             detail: format!(
                 "{} must not set securityContext.privileged=true",

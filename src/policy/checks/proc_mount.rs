@@ -16,6 +16,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: Some(35),
     eval,
+    cri: None,
 };
 
 /// The first version at which baseline allows `Unmasked` with `hostUsers: false`.

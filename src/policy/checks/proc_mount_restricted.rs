@@ -12,6 +12,7 @@ pub const CHECK: Check = Check {
     since: 35,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

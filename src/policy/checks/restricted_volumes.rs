@@ -19,6 +19,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 const ALLOWED_PLUGINS: [&str; 6] = [

@@ -18,6 +18,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 /// The first version at which `hostUsers: false` relaxes this check.

@@ -5,6 +5,10 @@
 //! SELinux is enabled (containerd `enable_selinux`, Bottlerocket); without a label nothing is
 //! observable. The runtime fills user and role with its defaults, so an explicit `system_u` /
 //! `system_r` cannot be told from unset: those pass, any other user or role fails.
+//!
+//! The CRI view ([`crate::cri`]) has the options as written, the pod's and the container's
+//! (kubelet sends the pod's in the container's place when the container sets none), with or
+//! without SELinux on the node: there the rule applies exactly as admission applies it.
 
 use crate::facts::Facts;
 use crate::policy::{Check, Context, Level, Outcome};
@@ -16,6 +20,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: Some(cri),
 };
 
 const RUNTIME_DEFAULT_USERS: [&str; 1] = ["system_u"];
@@ -26,6 +31,57 @@ fn allowed_type(t: &str, minor: u32) -> bool {
         t,
         "" | "container_t" | "container_init_t" | "container_kvm_t"
     ) || (minor >= 31 && t == "container_engine_t")
+}
+
+/// What PSA forbids in options as written: a type off the list, any user, any role.
+fn written_problems(o: &crate::cri::SeLinux, minor: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !allowed_type(&o.type_, minor) {
+        problems.push(format!("type {:?}", o.type_));
+    }
+    if !o.user.is_empty() {
+        problems.push("user may not be set".to_owned());
+    }
+    if !o.role.is_empty() {
+        problems.push("role may not be set".to_owned());
+    }
+    problems
+}
+
+fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
+    let mut parts = Vec::new();
+    if let Some(o) = &v.pod.selinux {
+        let p = written_problems(o, ctx.minor);
+        if !p.is_empty() {
+            parts.push(format!(
+                "pod set forbidden securityContext.seLinuxOptions: {}",
+                p.join("; ")
+            ));
+        }
+    }
+    // The pod's options repeated in the container's place are the pod's finding, said once.
+    if let Some(o) = v
+        .container
+        .selinux
+        .as_ref()
+        .filter(|o| Some(*o) != v.pod.selinux.as_ref())
+    {
+        let p = written_problems(o, ctx.minor);
+        if !p.is_empty() {
+            parts.push(format!(
+                "{} set forbidden securityContext.seLinuxOptions: {}",
+                ctx.subject,
+                p.join("; ")
+            ));
+        }
+    }
+    if parts.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Fail {
+            detail: parts.join("; "),
+        }
+    }
 }
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

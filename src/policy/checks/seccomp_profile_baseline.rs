@@ -17,6 +17,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: Some(19),
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

@@ -17,6 +17,7 @@ pub const CHECK: Check = Check {
     since: 19,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 fn eval(f: &Facts, ctx: &Context) -> Outcome {

@@ -16,6 +16,7 @@ pub const CHECK: Check = Check {
     since: 0,
     overridden_from: None,
     eval,
+    cri: None,
 };
 
 /// Each allowed sysctl with the first minor version that allows it.
