@@ -43,6 +43,15 @@ spec:
     )
 }
 
+/// A plain pod whose `app` container asks for Unconfined by the deprecated annotation.
+fn apparmor_annotated(name: &str) -> String {
+    pod(name, "default", "", "{}", "").replacen(
+        "  namespace: default\n",
+        "  namespace: default\n  annotations:\n    container.apparmor.security.beta.kubernetes.io/app: unconfined\n",
+        1,
+    )
+}
+
 const HOST_PORT: &str = "    ports: [{containerPort: 80, hostPort: 8080}]\n";
 const PORT_ONLY: &str = "    ports: [{containerPort: 80}]\n";
 const POD_SPC_T: &str = "  securityContext:\n    seLinuxOptions: {type: spc_t}\n";
@@ -52,6 +61,7 @@ struct Case {
     name: &'static str,
     namespace: &'static str,
     yaml: String,
+    source: Source,
     /// Refused: the check id and substrings of PSA's reason, in the StartContainer error and
     /// in the record's `reason (detail)`. None: started.
     refused: Option<(&'static str, Vec<&'static str>)>,
@@ -64,6 +74,7 @@ fn cases() -> Vec<Case> {
         name,
         namespace: "default",
         yaml,
+        source: Source::ApiServer,
         refused,
         cri_view,
     };
@@ -133,6 +144,23 @@ fn cases() -> Vec<Case> {
             )),
             "used",
         ),
+        // The annotation form (the PSA fixtures' only form): synced into the field by the
+        // API server, read by kubelet itself for a static pod.
+        case(
+            "apparmor-annotation",
+            apparmor_annotated("apparmor-annotation"),
+            Some(("appArmorProfile", vec!["forbidden AppArmor profile"])),
+            "used",
+        ),
+        Case {
+            source: Source::Static,
+            ..case(
+                "apparmor-annotation-static",
+                apparmor_annotated("apparmor-annotation-static"),
+                Some(("appArmorProfile", vec!["forbidden AppArmor profile"])),
+                "used",
+            )
+        },
         // The same pods without the violating values start, the configs read all the same.
         case(
             "port-only",
@@ -177,6 +205,7 @@ fn cases() -> Vec<Case> {
             name: "exempt-host-port",
             namespace: "kube-system",
             yaml: pod("exempt-host-port", "kube-system", "", "{}", HOST_PORT),
+            source: Source::ApiServer,
             refused: None,
             cri_view: "skipped:",
         },
@@ -215,10 +244,14 @@ fn cri_view(d: &Value) -> &str {
         .unwrap_or_else(|| panic!("record has no cri_view: {d}"))
 }
 
-async fn run_pod(node: &TestNode, yaml: &str) -> PodRun {
+async fn run_pod(node: &TestNode, yaml: &str, source: Source) -> PodRun {
     let mut k = node.kubelet(node.options()).await;
-    let m = load(yaml, Source::ApiServer).expect("test pod parses");
+    let m = load(yaml, source).expect("test pod parses");
     k.run_pod(&m).await.expect("kubelet-sim drives the runtime")
+}
+
+async fn run_pod_api(node: &TestNode, yaml: &str) -> PodRun {
+    run_pod(node, yaml, Source::ApiServer).await
 }
 
 fn assert_started(node: &TestNode, run: &PodRun) {
@@ -246,7 +279,7 @@ fn assert_refused_by_hook(run: &PodRun) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
     let node = Arc::new(TestNode::up());
-    // What the view shows is under test here, not how fast it comes: eleven starts at once
+    // What the view shows is under test here, not how fast it comes: thirteen starts at once
     // on two shared cores have pushed a lookup past the default 100 ms (then the spec alone
     // decides, as the second test shows), so the budget is the most a policy may set.
     node.set_table_key("cri", "budget_ms", "2000");
@@ -254,7 +287,7 @@ async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
     for (i, c) in cases().into_iter().enumerate() {
         let node = Arc::clone(&node);
         set.spawn(async move {
-            let run = run_pod(&node, &c.yaml).await;
+            let run = run_pod(&node, &c.yaml, c.source).await;
             (i, c, run)
         });
     }
@@ -360,7 +393,7 @@ async fn without_the_runtime_view_the_spec_decides_and_the_record_says_so() {
     // No socket at the configured path: the hostPort pod starts, as before issue 13.
     let missing = node.dir.join("no-such-containerd.sock");
     node.set_table_key("paths", "containerd_socket", &toml_path(&missing));
-    let run = run_pod(&node, &host_port("missing-socket")).await;
+    let run = run_pod_api(&node, &host_port("missing-socket")).await;
     assert_started(&node, &run);
     let d = node.record("missing-socket", "app");
     assert_eq!(d["decision"], "allowed", "{d}");
@@ -370,7 +403,7 @@ async fn without_the_runtime_view_the_spec_decides_and_the_record_says_so() {
     let stalled_path = node.dir.join("stalled.sock");
     let stalled = StalledSocket::at(&stalled_path);
     node.set_table_key("paths", "containerd_socket", &toml_path(&stalled_path));
-    let run = run_pod(&node, &host_port("stalled-socket")).await;
+    let run = run_pod_api(&node, &host_port("stalled-socket")).await;
     let held = stalled.close();
     assert_started(&node, &run);
     assert!(held > 0, "the hook never connected to the stalled socket");
@@ -387,7 +420,7 @@ async fn without_the_runtime_view_the_spec_decides_and_the_record_says_so() {
     // `lookup = "required"`: no view, no start.
     node.set_table_key("paths", "containerd_socket", &toml_path(&missing));
     node.set_table_key("cri", "lookup", "\"required\"");
-    let run = run_pod(&node, &host_port("required-missing")).await;
+    let run = run_pod_api(&node, &host_port("required-missing")).await;
     let err = assert_refused_by_hook(&run);
     assert!(err.contains("unavailable"), "{err}");
     let d = node.record("required-missing", "app");
