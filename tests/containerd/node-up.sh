@@ -116,6 +116,8 @@ app_nonroot_ref=localhost/pss-guard/app-nonroot:latest
 app_alias=registry.k8s.io/pause:latest
 
 # --- pss-guard policy: baseline:latest, the node's own paths ----------------------------------
+# containerd_socket: the hook reads the container's CRI config back from this node's containerd
+# (issue 13). The path is the same inside a stack's mount namespace (NODE_DIR is bound there).
 cat >"$node/policy.toml" <<EOF
 enforce = "baseline:latest"
 unidentified = "enforce"
@@ -130,6 +132,7 @@ runtime_handlers = []
 kubelet_root = "$kubelet"
 containerd_root = "$root"
 containerd_state = "$state"
+containerd_socket = "$sock"
 allowed_host_paths = []
 
 [log]

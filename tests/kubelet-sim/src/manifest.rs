@@ -141,24 +141,30 @@ fn seccomp_from_annotation(value: &str) -> Option<Value> {
     }
 }
 
+/// `ApparmorFieldForAnnotation`, keeping only what `ValidateAppArmorProfileField` accepts
+/// (a Localhost profile needs a name): an invalid annotation is not copied.
 fn apparmor_from_annotation(value: &str) -> Option<Value> {
     match value {
         "runtime/default" => Some(json!({"type": "RuntimeDefault"})),
         "unconfined" => Some(json!({"type": "Unconfined"})),
         _ => value
             .strip_prefix("localhost/")
+            .filter(|p| !p.is_empty())
             .map(|p| json!({"type": "Localhost", "localhostProfile": p})),
     }
 }
 
-/// Fill a missing `securityContext.<field>` of each named container from its annotation.
+/// Fill a missing `securityContext.<field>` of each named container from its annotation,
+/// unless the profile equals `pod_profile` (AppArmor: the pod-level one then applies anyway).
 fn sync_container_annotations(
     spec: &mut Map<String, Value>,
     annotations: &BTreeMap<String, String>,
     prefix: &str,
     field: &str,
     convert: fn(&str) -> Option<Value>,
+    pod_profile: Option<&Value>,
 ) {
+    let pod_profile = pod_profile.cloned();
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else {
             continue;
@@ -170,6 +176,7 @@ fn sync_container_annotations(
             let Some(profile) = annotations
                 .get(&format!("{prefix}{name}"))
                 .and_then(|v| convert(v))
+                .filter(|p| Some(p) != pod_profile.as_ref())
             else {
                 continue;
             };
@@ -195,19 +202,28 @@ fn sync_seccomp_annotations(spec: &mut Map<String, Value>, annotations: &BTreeMa
         SECCOMP_CONTAINER_PREFIX,
         "seccompProfile",
         seccomp_from_annotation,
+        None,
     );
 }
 
+/// `applyAppArmorVersionSkew` (kubernetes pkg/api/pod/util.go): a container annotation
+/// becomes the container's field when that is unset, the annotation is valid and it differs
+/// from the pod-level profile.
 fn sync_apparmor_annotations(
     spec: &mut Map<String, Value>,
     annotations: &BTreeMap<String, String>,
 ) {
+    let pod_profile = spec
+        .get("securityContext")
+        .and_then(|sc| sc.get("appArmorProfile"))
+        .cloned();
     sync_container_annotations(
         spec,
         annotations,
         APPARMOR_CONTAINER_PREFIX,
         "appArmorProfile",
         apparmor_from_annotation,
+        pod_profile.as_ref(),
     );
 }
 
@@ -307,6 +323,38 @@ spec:
         let spec = m.pod.spec.unwrap();
         assert!(spec.security_context.is_none());
         assert_eq!(m.volumes.len(), 2);
+    }
+
+    #[test]
+    fn apparmor_annotation_sync_skips_invalid_and_pod_level_profiles() {
+        let pod = |annotations: &str, pod_sc: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {annotations}\n\
+                 spec:\n  securityContext: {pod_sc}\n  containers:\n  - {{name: c, image: i}}\n  - {{name: d, image: i}}\n"
+            )
+        };
+        let field = |yaml: &str, i: usize| {
+            let m = load(yaml, Source::ApiServer).unwrap();
+            m.pod.spec.unwrap().containers[i]
+                .security_context
+                .clone()
+                .and_then(|sc| sc.app_armor_profile)
+                .map(|p| p.type_)
+        };
+        let key = APPARMOR_CONTAINER_PREFIX;
+        // Copied to the named container only.
+        let y = pod(&format!("{{{key}c: unconfined}}"), "{}");
+        assert_eq!(field(&y, 0).as_deref(), Some("Unconfined"));
+        assert_eq!(field(&y, 1), None);
+        // Same as the pod-level profile: not copied.
+        let y = pod(
+            &format!("{{{key}c: unconfined}}"),
+            "{appArmorProfile: {type: Unconfined}}",
+        );
+        assert_eq!(field(&y, 0), None);
+        // Invalid values (unknown, Localhost without a name): not copied.
+        let y = pod(&format!("{{{key}c: bogus, {key}d: localhost/}}"), "{}");
+        assert_eq!((field(&y, 0), field(&y, 1)), (None, None));
     }
 
     #[test]

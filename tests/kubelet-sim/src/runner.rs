@@ -191,6 +191,8 @@ impl PodRun {
 struct PodContext<'a> {
     info: PodInfo,
     spec: &'a PodSpec,
+    /// The pod's annotations (kubelet reads the AppArmor one itself).
+    annotations: &'a BTreeMap<String, String>,
     sandbox_id: String,
     sandbox_config: cri::PodSandboxConfig,
     volume_paths: BTreeMap<String, PathBuf>,
@@ -202,6 +204,8 @@ pub struct Kubelet {
     images: ImageServiceClient<Channel>,
     opts: Options,
 }
+
+static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
 
 const SECCOMP_ALLOW_ALL: &str = "{\"defaultAction\": \"SCMP_ACT_ALLOW\"}\n";
 
@@ -316,6 +320,12 @@ impl Kubelet {
         let ctx = PodContext {
             info,
             spec,
+            annotations: m
+                .pod
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&NO_ANNOTATIONS),
             sandbox_id,
             sandbox_config,
             volume_paths,
@@ -371,6 +381,12 @@ impl Kubelet {
         let ctx = PodContext {
             info,
             spec,
+            annotations: m
+                .pod
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&NO_ANNOTATIONS),
             sandbox_id: sandbox_id.to_string(),
             sandbox_config,
             volume_paths,
@@ -593,14 +609,24 @@ impl Kubelet {
             Ok(m) => m,
             Err(e) => return Ok(cr.fail("CreateContainerConfigError", chain(&e))),
         };
-        let sc = translate::container_security_context(
+        let apparmor = translate::apparmor_request(
+            ctx.annotations,
+            ctx.spec.security_context.as_ref(),
+            &c.name,
+            c.security_context.as_ref(),
+        );
+        let sc = match translate::container_security_context(
             ctx.spec,
             &eff,
+            apparmor.as_ref(),
             &user,
             target,
             &ctx.info.uid,
             &self.opts,
-        );
+        ) {
+            Ok(sc) => sc,
+            Err(msg) => return Ok(cr.fail("CreateContainerConfigError", msg)),
+        };
         let config = translate::container_config(&ctx.info, c, sc, mounts);
         let log_dir = Path::new(&ctx.info.log_dir).join(&c.name);
         fs::create_dir_all(&log_dir).map_err(|e| Error::Io(log_dir.clone(), e))?;

@@ -1,7 +1,7 @@
 //! Pod and container specs to CRI configs, the way kubelet's kuberuntime manager builds
 //! them. Pure functions: file-system work (volumes, subPath binds) happens in the runner.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use k8s_cri::v1 as cri;
@@ -180,16 +180,58 @@ pub fn seccomp_profile(
     }
 }
 
-/// kuberuntime `getAppArmorProfile`: the container's profile, else the pod's; nothing when
-/// neither is set (the runtime then applies its default).
+/// Pod annotation prefix kubelet still reads for a container's AppArmor profile (apparmor
+/// `getProfileFromPodAnnotations`; the key ends with the container's name).
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// apparmor `getProfileFromPodAnnotations`: `runtime/default`, `unconfined`, `localhost/<name>`
+/// (an empty name included: kubelet's admission refuses that later); anything else is no
+/// profile.
+fn apparmor_from_annotation(value: &str) -> Option<AppArmorProfile> {
+    let profile = |type_: &str, localhost_profile: Option<String>| AppArmorProfile {
+        type_: type_.to_string(),
+        localhost_profile,
+    };
+    match value {
+        "runtime/default" => Some(profile("RuntimeDefault", None)),
+        "unconfined" => Some(profile("Unconfined", None)),
+        _ => value
+            .strip_prefix("localhost/")
+            .map(|name| profile("Localhost", Some(name.to_string()))),
+    }
+}
+
+/// apparmor `GetProfile`: the container's own `securityContext.appArmorProfile`, else the pod
+/// annotation `container.apparmor.security.beta.kubernetes.io/<container name>` (static pods
+/// never had it synced into the field by the API server), else the pod's
+/// `securityContext.appArmorProfile`; `None` when none is set.
+pub fn apparmor_request(
+    pod_annotations: &BTreeMap<String, String>,
+    pod: Option<&PodSecurityContext>,
+    container_name: &str,
+    container: Option<&SecurityContext>,
+) -> Option<AppArmorProfile> {
+    if let Some(p) = container.and_then(|c| c.app_armor_profile.as_ref()) {
+        return Some(p.clone());
+    }
+    let annotation = pod_annotations
+        .get(&format!("{APPARMOR_ANNOTATION_PREFIX}{container_name}"))
+        .and_then(|v| apparmor_from_annotation(v));
+    annotation.or_else(|| pod.and_then(|p| p.app_armor_profile.clone()))
+}
+
+/// kuberuntime `getAppArmorProfile`: the CRI profile and the deprecated string kubelet still
+/// fills for runtimes that predate the `apparmor` field (`runtime/default`, `unconfined`,
+/// `localhost/<name>`); nothing when no profile was asked for (the runtime then applies its
+/// default). An unknown type or a Localhost profile without a name is kubelet's
+/// CreateContainerConfigError (the error text is kubelet's).
 fn apparmor_profile(
-    pod: Option<&AppArmorProfile>,
-    container: Option<&AppArmorProfile>,
+    requested: Option<&AppArmorProfile>,
     host_supports_apparmor: bool,
-) -> (Option<cri::SecurityProfile>, String) {
+) -> Result<(Option<cri::SecurityProfile>, String), String> {
     use cri::security_profile::ProfileType;
-    let Some(p) = container.or(pod) else {
-        return (None, String::new());
+    let Some(p) = requested else {
+        return Ok((None, String::new()));
     };
     let (t, name, deprecated) = match p.type_.as_str() {
         "RuntimeDefault" => (
@@ -197,28 +239,31 @@ fn apparmor_profile(
             String::new(),
             "runtime/default".to_string(),
         ),
-        "Localhost" => {
-            let n = p.localhost_profile.clone().unwrap_or_default();
-            (ProfileType::Localhost, n.clone(), format!("localhost/{n}"))
-        }
-        _ => (
+        "Unconfined" => (
             ProfileType::Unconfined,
             String::new(),
             "unconfined".to_string(),
         ),
+        "Localhost" => {
+            let Some(n) = p.localhost_profile.clone() else {
+                return Err("missing localhost apparmor profile name".into());
+            };
+            (ProfileType::Localhost, n.clone(), format!("localhost/{n}"))
+        }
+        other => return Err(format!("unknown apparmor profile type: {other:?}")),
     };
     // Deviation: on a kernel without AppArmor kubelet refuses such pods outright; the
     // simulator drops the profile instead so the rest of the pod can still be exercised.
     if !host_supports_apparmor && t != ProfileType::Unconfined {
-        return (None, String::new());
+        return Ok((None, String::new()));
     }
-    (
+    Ok((
         Some(cri::SecurityProfile {
             profile_type: t as i32,
             localhost_ref: name,
         }),
         deprecated,
-    )
+    ))
 }
 
 /// securitycontext `DetermineEffectiveSecurityContext`: the pod's context overlaid by the
@@ -444,17 +489,20 @@ fn selinux(o: &k8s_openapi::api::core::v1::SELinuxOptions) -> cri::SeLinuxOption
 
 /// kuberuntime `generateLinuxContainerConfig` security part:
 /// `determineEffectiveSecurityContext` → `convertToRuntimeSecurityContext`, plus the image
-/// user, the pod's namespaces and the seccomp/AppArmor profiles. kubelet still fills the
-/// deprecated `apparmor_profile` string for runtimes that predate the `apparmor` field.
+/// user, the pod's namespaces and the seccomp/AppArmor profiles (`apparmor`: what
+/// [`apparmor_request`] resolved). kubelet still fills the deprecated `apparmor_profile`
+/// string for runtimes that predate the `apparmor` field. An `Err` is kubelet's
+/// CreateContainerConfigError.
 #[allow(deprecated)]
 pub fn container_security_context(
     spec: &PodSpec,
     eff: &SecurityContext,
+    apparmor: Option<&AppArmorProfile>,
     user: &ImageUser,
     target_container_id: Option<&str>,
     pod_uid: &str,
     opts: &Options,
-) -> cri::LinuxContainerSecurityContext {
+) -> Result<cri::LinuxContainerSecurityContext, String> {
     let psc = spec.security_context.as_ref();
     let caps = eff.capabilities.as_ref().map(|c| cri::Capability {
         add_capabilities: c.add.clone().unwrap_or_default(),
@@ -468,11 +516,7 @@ pub fn container_security_context(
         ns.pid = cri::NamespaceMode::Target as i32;
         ns.target_id = id.to_string();
     }
-    let (apparmor, apparmor_profile) = apparmor_profile(
-        psc.and_then(|p| p.app_armor_profile.as_ref()),
-        eff.app_armor_profile.as_ref(),
-        opts.host_supports_apparmor,
-    );
+    let (apparmor, apparmor_profile) = apparmor_profile(apparmor, opts.host_supports_apparmor)?;
     let mut supplemental_groups: Vec<i64> = psc
         .and_then(|s| s.supplemental_groups.clone())
         .unwrap_or_default();
@@ -483,7 +527,7 @@ pub fn container_security_context(
         (Some(uid), _) | (None, Some(uid)) => (Some(cri::Int64Value { value: uid }), String::new()),
         (None, None) => (None, user.username.clone()),
     };
-    cri::LinuxContainerSecurityContext {
+    Ok(cri::LinuxContainerSecurityContext {
         capabilities: caps,
         privileged: eff.privileged == Some(true),
         namespace_options: Some(ns),
@@ -505,7 +549,7 @@ pub fn container_security_context(
         apparmor,
         apparmor_profile,
         ..Default::default()
-    }
+    })
 }
 
 /// kuberuntime `generateContainerConfig` (less what needs I/O: image user and mounts are
@@ -690,6 +734,156 @@ mod tests {
         };
         let p = seccomp_profile(root, Some(&local), None, false);
         assert_eq!(p.localhost_ref, "/k/seccomp/a.json");
+    }
+
+    fn aa(type_: &str, name: Option<&str>) -> AppArmorProfile {
+        AppArmorProfile {
+            type_: type_.into(),
+            localhost_profile: name.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn apparmor_request_is_container_field_then_annotation_then_pod_field() {
+        let key = |c: &str| format!("{APPARMOR_ANNOTATION_PREFIX}{c}");
+        let pod_sc = PodSecurityContext {
+            app_armor_profile: Some(aa("Localhost", Some("pod-prof"))),
+            ..Default::default()
+        };
+        let c_sc = SecurityContext {
+            app_armor_profile: Some(aa("RuntimeDefault", None)),
+            ..Default::default()
+        };
+        let none = BTreeMap::new();
+        let ann = BTreeMap::from([(key("app"), "unconfined".to_string())]);
+        // The container's field wins over the annotation and the pod's field.
+        let got = apparmor_request(&ann, Some(&pod_sc), "app", Some(&c_sc));
+        assert_eq!(got, Some(aa("RuntimeDefault", None)));
+        // The annotation wins over the pod's field.
+        let got = apparmor_request(&ann, Some(&pod_sc), "app", None);
+        assert_eq!(got, Some(aa("Unconfined", None)));
+        // Another container's annotation is not this one's.
+        let got = apparmor_request(&ann, Some(&pod_sc), "other", None);
+        assert_eq!(got, Some(aa("Localhost", Some("pod-prof"))));
+        // Nothing set: nothing asked for.
+        assert_eq!(apparmor_request(&none, None, "app", None), None);
+        // The three annotation forms; an unknown value is no profile (the pod's field applies).
+        for (value, want) in [
+            ("runtime/default", Some(aa("RuntimeDefault", None))),
+            ("unconfined", Some(aa("Unconfined", None))),
+            ("localhost/prof", Some(aa("Localhost", Some("prof")))),
+            ("localhost/", Some(aa("Localhost", Some("")))),
+            ("docker/default", None),
+        ] {
+            let ann = BTreeMap::from([(key("app"), value.to_string())]);
+            assert_eq!(apparmor_request(&ann, None, "app", None), want, "{value}");
+        }
+        let ann = BTreeMap::from([(key("app"), "bogus".to_string())]);
+        let got = apparmor_request(&ann, Some(&pod_sc), "app", None);
+        assert_eq!(got, Some(aa("Localhost", Some("pod-prof"))));
+    }
+
+    #[test]
+    fn apparmor_profile_and_the_deprecated_string() {
+        use cri::security_profile::ProfileType;
+        let sent = |p: Option<AppArmorProfile>, host: bool| {
+            let (profile, deprecated) = apparmor_profile(p.as_ref(), host).unwrap();
+            (
+                profile.map(|p| {
+                    (
+                        ProfileType::try_from(p.profile_type).unwrap(),
+                        p.localhost_ref,
+                    )
+                }),
+                deprecated,
+            )
+        };
+        // A host with AppArmor: every profile, with its deprecated string.
+        assert_eq!(sent(None, true), (None, String::new()));
+        assert_eq!(
+            sent(Some(aa("RuntimeDefault", None)), true),
+            (
+                Some((ProfileType::RuntimeDefault, String::new())),
+                "runtime/default".into()
+            )
+        );
+        assert_eq!(
+            sent(Some(aa("Unconfined", None)), true),
+            (
+                Some((ProfileType::Unconfined, String::new())),
+                "unconfined".into()
+            )
+        );
+        assert_eq!(
+            sent(Some(aa("Localhost", Some("prof"))), true),
+            (
+                Some((ProfileType::Localhost, "prof".into())),
+                "localhost/prof".into()
+            )
+        );
+        // Without AppArmor (the documented deviation): only Unconfined is sent.
+        assert_eq!(
+            sent(Some(aa("Unconfined", None)), false),
+            (
+                Some((ProfileType::Unconfined, String::new())),
+                "unconfined".into()
+            )
+        );
+        assert_eq!(
+            sent(Some(aa("RuntimeDefault", None)), false),
+            (None, String::new())
+        );
+        assert_eq!(
+            sent(Some(aa("Localhost", Some("p"))), false),
+            (None, String::new())
+        );
+        // kubelet's CreateContainerConfigError cases.
+        let err = apparmor_profile(Some(&aa("Localhost", None)), true).unwrap_err();
+        assert_eq!(err, "missing localhost apparmor profile name");
+        let err = apparmor_profile(Some(&aa("Bogus", None)), false).unwrap_err();
+        assert!(err.contains("unknown apparmor profile type"), "{err}");
+    }
+
+    /// A static pod (no API-server sync) asking for Unconfined by annotation gets it in the
+    /// container's CRI config.
+    #[test]
+    #[allow(deprecated)]
+    fn static_pod_apparmor_annotation_reaches_the_cri_config() {
+        let m = crate::load(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    \
+             container.apparmor.security.beta.kubernetes.io/app: unconfined\n\
+             spec:\n  containers:\n  - {name: app, image: i}\n",
+            crate::Source::Static,
+        )
+        .unwrap();
+        let spec = m.pod.spec.as_ref().unwrap();
+        let c = &spec.containers[0];
+        assert!(c.security_context.is_none(), "static pods are not synced");
+        let requested = apparmor_request(
+            m.pod.metadata.annotations.as_ref().unwrap(),
+            spec.security_context.as_ref(),
+            &c.name,
+            c.security_context.as_ref(),
+        );
+        let mut opts = Options::new("/k");
+        opts.host_supports_apparmor = false;
+        let eff = effective_security_context(None, None);
+        let sc = container_security_context(
+            spec,
+            &eff,
+            requested.as_ref(),
+            &ImageUser::default(),
+            None,
+            "uid",
+            &opts,
+        )
+        .unwrap();
+        let p = sc.apparmor.expect("apparmor sent");
+        assert_eq!(
+            p.profile_type,
+            cri::security_profile::ProfileType::Unconfined as i32
+        );
+        assert_eq!(sc.apparmor_profile, "unconfined");
     }
 
     #[test]

@@ -194,6 +194,46 @@ impl TestNode {
         fs::write(&path, out.join("\n") + "\n").expect("write policy");
     }
 
+    /// Set `key = toml_value` in the policy's `[table]`, replacing the key's line there, or
+    /// adding the table at the end when the policy has none.
+    pub fn set_table_key(&self, table: &str, key: &str, toml_value: &str) {
+        let path = self.var("PSS_GUARD_POLICY");
+        let text = fs::read_to_string(&path).expect("policy");
+        let header = format!("[{table}]");
+        let line = format!("{key} = {toml_value}");
+        let mut out: Vec<String> = Vec::new();
+        let (mut in_table, mut found, mut done) = (false, false, false);
+        for l in text.lines() {
+            if l.starts_with('[') {
+                if in_table && !done {
+                    out.push(line.clone());
+                    done = true;
+                }
+                in_table = l.trim() == header;
+                found |= in_table;
+            } else if in_table && l.starts_with(&format!("{key} = ")) {
+                continue;
+            }
+            out.push(l.to_string());
+        }
+        if in_table && !done {
+            out.push(line.clone());
+        } else if !found {
+            out.extend([String::new(), header, line]);
+        }
+        fs::write(&path, out.join("\n") + "\n").expect("write policy");
+    }
+
+    /// The last decision-log record of `container` in pod `pod`.
+    pub fn record(&self, pod: &str, container: &str) -> Value {
+        let all = self.decisions();
+        all.iter()
+            .rev()
+            .find(|d| d["pod"] == pod && d["container"] == container)
+            .cloned()
+            .unwrap_or_else(|| panic!("no decision-log record for {pod}/{container}: {all:#?}"))
+    }
+
     /// Decision-log records (one JSON object per line).
     pub fn decisions(&self) -> Vec<Value> {
         fs::read_to_string(self.var("PSS_GUARD_DECISION_LOG"))
