@@ -15,11 +15,17 @@
 //! - `snapshot_2000` (issue 10): the same hook run with the policy's `[snapshot] path` at the
 //!   agent's snapshot of 2,000 labelled namespaces against the hook with no snapshot file, and
 //!   `/bin/true`, in interleaved rounds; the ratio of the medians with/without the snapshot.
+//! - `cri_view` (issue 13): on a real containerd test node (tests/containerd/node-up.sh, the
+//!   host's containerd) with one pod running through kubelet-sim, the hook run on that pod's
+//!   container bundle as containerd runs it, with the CRI lookup (`[cri] lookup = "auto"`, the
+//!   default: two gRPC calls to containerd) against the same hook with `lookup = "off"`, and
+//!   `/bin/true`, in interleaved rounds; the difference of the medians is the lookup's cost.
 //!
 //! Needs root (runc, and private namespaces for the simulated pod sandbox). Knobs (environment):
 //! `PSS_BENCH_PAIRS` (default 1000), `PSS_BENCH_RUNC_ROUNDS` (default 150), `PSS_BENCH_ONLY`
-//! (comma list of `process`, `runc`, `bundles`, `snapshot`), `PSS_BENCH_SNAPSHOT_ROUNDS` (default
-//! 500), `PSS_GUARD_BIN` (default: the binary cargo
+//! (comma list of `process`, `runc`, `bundles`, `snapshot`, `cri`), `PSS_BENCH_SNAPSHOT_ROUNDS`
+//! (default 500), `PSS_BENCH_CRI_ROUNDS` (default 500), `KUBELET_SIM_BIN` (default: the
+//! kubelet-sim binary next to this benchmark's target directory), `PSS_GUARD_BIN` (default: the binary cargo
 //! built alongside this benchmark).
 
 mod common;
@@ -751,6 +757,169 @@ fn snapshot_cost(rounds: usize) -> Vec<String> {
     )]
 }
 
+/// The workspace's kubelet-sim binary (`cargo build -p kubelet-sim`).
+fn kubelet_sim() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBELET_SIM_BIN") {
+        return p.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["release", "debug"]
+        .iter()
+        .map(|p| root.join("target").join(p).join("kubelet-sim"))
+        .find(|p| p.is_file())
+        .expect("no kubelet-sim binary: cargo build -p kubelet-sim, or set KUBELET_SIM_BIN")
+}
+
+/// `KEY=value` lines of the node's env file.
+fn node_var(env: &str, key: &str) -> String {
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("node env has no {key}"))
+        .to_owned()
+}
+
+/// The hook on a live containerd container's bundle, with and without the CRI lookup.
+fn cri_view_cost(rounds: usize) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hook = bin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("node");
+    let up = Command::new("bash")
+        .arg(root.join("tests/containerd/node-up.sh"))
+        .arg(&node)
+        .env("PSS_GUARD_BIN", &hook)
+        .env("PSS_GUARD_STACK", "bookworm")
+        .output()
+        .expect("run node-up.sh");
+    assert!(
+        up.status.success(),
+        "node-up.sh failed: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let env = std::fs::read_to_string(node.join("env")).expect("node env");
+    let socket = node_var(&env, "CONTAINERD_SOCKET");
+    let state_dir = node_var(&env, "CONTAINERD_STATE");
+    let policy = PathBuf::from(node_var(&env, "PSS_GUARD_POLICY"));
+    let log = PathBuf::from(node_var(&env, "PSS_GUARD_DECISION_LOG"));
+    let pod = node.join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bench\n  namespace: default\nspec:\n  containers:\n  - name: app\n    image: localhost/pss-guard/app:latest\n    command: [\"sleep\", \"3600\"]\n",
+    )
+    .expect("pod");
+    let base = std::fs::read_to_string(&policy).expect("policy");
+    let socket_line = format!("containerd_socket = {socket:?}");
+    let with_socket = base.replacen("[paths]\n", &format!("[paths]\n{socket_line}\n"), 1);
+    assert_ne!(with_socket, base, "the node's policy has no [paths] table");
+    let auto = node.join("policy-cri-auto.toml");
+    let off = node.join("policy-cri-off.toml");
+    std::fs::write(&auto, format!("{with_socket}\n[cri]\nlookup = \"auto\"\n")).expect("policy");
+    std::fs::write(&off, format!("{with_socket}\n[cri]\nlookup = \"off\"\n")).expect("policy");
+    std::fs::copy(&auto, &policy).expect("policy");
+    let out = Command::new(kubelet_sim())
+        .args(["run-pod", "--socket", &socket, "--kubelet-root"])
+        .arg(node.join("kubelet"))
+        .arg(&pod)
+        .output()
+        .expect("run kubelet-sim");
+    let pod_run: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kubelet-sim: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let id = pod_run["containers"][0]["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    assert_eq!(
+        pod_run["containers"][0]["started"], true,
+        "bench pod: {pod_run}"
+    );
+    let bundle = Path::new(&state_dir)
+        .join("io.containerd.runtime.v2.task/k8s.io")
+        .join(&id);
+    let state = node.join("state.json");
+    std::fs::write(
+        &state,
+        json!({"ociVersion": "1.0.2", "id": id, "status": "created", "pid": 0,
+               "bundle": bundle})
+        .to_string(),
+    )
+    .expect("state");
+    let cmd = |program: &Path, policy: &Path| {
+        let mut c = Command::new(program);
+        c.args(["hook", "--policy"])
+            .arg(policy)
+            .args(["--runtime", "containerd"])
+            .env_clear()
+            .current_dir(&bundle)
+            .stdin(File::open(&state).expect("state file"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // Each policy decides as intended before anything is timed.
+    for (policy, want) in [(&off, "skipped: cri.lookup"), (&auto, "used")] {
+        let x = run(&mut cmd(&hook, policy));
+        assert_eq!(x.status, 0, "the hook refused the bench container");
+        let last = std::fs::read_to_string(&log).expect("log");
+        let last = last.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&format!("\"cri_view\":\"{want}")),
+            "expected cri_view {want}: {last}"
+        );
+    }
+    println!(
+        "== cri: hook on a running containerd container's bundle, CRI lookup on vs off, {rounds} rounds"
+    );
+    let progs: [(&str, &Path, &Path); 3] = [
+        ("/bin/true", Path::new("/bin/true"), &off),
+        ("hook, lookup off", &hook, &off),
+        ("hook, lookup on", &hook, &auto),
+    ];
+    for (_, p, pol) in progs {
+        for _ in 0..20 {
+            run(&mut cmd(p, pol));
+        }
+    }
+    let mut times = vec![Vec::new(); progs.len()];
+    for r in 0..rounds {
+        for k in 0..progs.len() {
+            let i = (r + k) % progs.len();
+            let (name, p, pol) = progs[i];
+            let x = run(&mut cmd(p, pol));
+            assert_eq!(x.status, 0, "{name} exited {}", x.status);
+            times[i].push(x.wall.as_secs_f64() * 1e6);
+        }
+    }
+    let m: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    for (i, (name, _, _)) in progs.iter().enumerate() {
+        println!(
+            "{name:>24}: median {:8.1} us  / bin/true {:.3}x",
+            m[i],
+            m[i] / m[0]
+        );
+    }
+    let added_ms = (m[2] - m[1]) / 1000.0;
+    println!(
+        "the CRI lookup adds {:.1} us to the hook ({:.3}x)",
+        m[2] - m[1],
+        m[2] / m[1]
+    );
+    let _ = Command::new("bash")
+        .arg(root.join("tests/containerd/node-down.sh"))
+        .arg(&node)
+        .output();
+    vec![
+        format!(
+            "TARGET cri_view_added {added_ms:.3}ms <2ms {}",
+            verdict(added_ms < 2.0)
+        ),
+        format!(
+            "RECORD hook_with_cri_view_vs_true {:.3}x (lookup off {:.3}x)",
+            m[2] / m[0],
+            m[1] / m[0]
+        ),
+    ]
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter would be the next argument. Nothing here
     // takes a filter: PSS_BENCH_ONLY selects parts.
@@ -773,6 +942,9 @@ fn main() {
     }
     if wanted("snapshot") {
         results.extend(snapshot_cost(env_usize("PSS_BENCH_SNAPSHOT_ROUNDS", 500)));
+    }
+    if wanted("cri") {
+        results.extend(cri_view_cost(env_usize("PSS_BENCH_CRI_ROUNDS", 500)));
     }
     println!();
     for r in results {

@@ -55,7 +55,12 @@ ns=$(jq '.median.point_estimate' "$est")
 eval_line=$(awk -v ns="$ns" 'BEGIN {
   r = 1e9 / ns; printf "TARGET eval_specs_per_sec %.0f/s >=50000/s %s", r, (r >= 50000 ? "PASS" : "FAIL") }')
 
-echo "== whole process, runc, 1,000 bundles, the namespace snapshot"
+echo "== build: kubelet-sim (the cri part runs a pod on a containerd test node)"
+cargo build --release --locked -p kubelet-sim
+KUBELET_SIM_BIN=$(realpath "$tdir/release/kubelet-sim")
+export KUBELET_SIM_BIN
+
+echo "== whole process, runc, 1,000 bundles, the namespace snapshot, the CRI view"
 cargo bench --bench targets 2>&1 | tee "$tdir/bench/targets.log" | grep -v '^TARGET'
 
 if ((profile)); then
@@ -97,3 +102,4 @@ echo "== targets ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d
   echo "$eval_line"
   grep '^TARGET' "$tdir/bench/targets.log"
 } | awk '{ printf "%-20s %-14s target %-10s %s\n", $2, $3, $4, $5 }'
+grep '^RECORD' "$tdir/bench/targets.log" || true

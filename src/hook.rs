@@ -669,6 +669,42 @@ mod tests {
     }
 
     #[test]
+    fn a_view_of_another_container_or_pod_is_not_used() {
+        let k = spec::identity::Kube {
+            namespace: "default".into(),
+            pod: "web".into(),
+            pod_uid: Some("u1".into()),
+            container: "app".into(),
+            sandbox_id: "sb1".into(),
+            ..Default::default()
+        };
+        let view = |container: &str, ns: &str, pod: &str, uid: &str| crate::cri::View {
+            container: crate::cri::ContainerView {
+                name: container.into(),
+                ..Default::default()
+            },
+            pod: crate::cri::PodView {
+                namespace: ns.into(),
+                name: pod.into(),
+                uid: uid.into(),
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            same_container(&view("app", "default", "web", "u1"), &k),
+            Ok(())
+        );
+        for other in [
+            view("sidecar", "default", "web", "u1"),
+            view("app", "kube-system", "web", "u1"),
+            view("app", "default", "api", "u1"),
+            view("app", "default", "web", "u2"),
+        ] {
+            assert!(same_container(&other, &k).is_err(), "{other:?}");
+        }
+    }
+
+    #[test]
     fn state_read_refuses_oversize() {
         let data = vec![b' '; spec::MAX_STATE_BYTES + 1];
         let dir = tempfile::tempdir().unwrap();

@@ -41,8 +41,9 @@ pss-guard check <BUNDLE-DIR | config.json> [--policy FILE] [--level baseline|res
     [--offline] [--json]
     Evaluate a spec and print every check of each mode (enforce, audit, warn). The modes
     come from --level/--version, else the namespace's labels (--namespace-labels, else the
-    agent's snapshot), else the policy's defaults. Exit 0 allowed, 1 refused, 2 could not
-    evaluate.
+    agent's snapshot), else the policy's defaults. On containerd a live container's CRI
+    configs are read too, as the hook reads them (the CRI view); --offline reads the spec
+    alone. Exit 0 allowed, 1 refused, 2 could not evaluate.
 ",
 };
 const INSTALL: Command = Command {

@@ -14,6 +14,8 @@
 //!   audit-level ones), `pss_guard_hook_eval_seconds` (histogram of `eval_us`),
 //!   `pss_guard_policy_errors_total` (records whose `policy_error` says the hook ran on its
 //!   built-in fallback policy), `pss_guard_log_lines_total`, `pss_guard_log_unparsed_total`.
+//! - `pss_guard_cri_view_total{result}`: what became of the hook's CRI lookup (`used`,
+//!   `skipped`, `unavailable`), from the records that carry `cri_view`.
 //!
 //! Bounded cardinality: no pod, container or image name is ever a label. Every label value comes
 //! from a closed set (decision kinds, levels, versions `v1.N`/`latest`, modes) or is capped:
@@ -68,6 +70,8 @@ pub struct Metrics {
     exemptions: u64,
     errors: u64,
     policy_errors: u64,
+    /// `cri_view` by result: used, skipped, unavailable, unknown.
+    cri_views: BTreeMap<&'static str, u64>,
     buckets: [u64; BUCKETS.len()],
     eval_count: u64,
     eval_sum: f64,
@@ -159,6 +163,15 @@ impl Metrics {
         {
             self.policy_errors += 1;
         }
+        if let Some(v) = rec.get("cri_view").and_then(Value::as_str) {
+            let result = match v.split(':').next().unwrap_or("") {
+                "used" => "used",
+                "skipped" => "skipped",
+                "unavailable" => "unavailable",
+                _ => "unknown",
+            };
+            *self.cri_views.entry(result).or_insert(0) += 1;
+        }
         if let Some(us) = rec.get("eval_us").and_then(Value::as_u64) {
             let secs = us as f64 / 1e6;
             self.eval_count += 1;
@@ -243,6 +256,15 @@ impl Metrics {
             "Decisions made on the built-in fallback policy because the node's policy file did not load.",
             self.policy_errors,
         );
+        header(
+            o,
+            "pss_guard_cri_view_total",
+            "counter",
+            "The hook's CRI lookups by result: used, skipped, unavailable (the spec alone decided).",
+        );
+        for (result, n) in &self.cri_views {
+            let _ = writeln!(o, "pss_guard_cri_view_total{{result=\"{result}\"}} {n}");
+        }
         header(
             o,
             "pss_guard_hook_eval_seconds",
@@ -538,6 +560,30 @@ mod tests {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
         assert_eq!(text.matches("pod_security_evaluations_total{").count(), 3);
+    }
+
+    #[test]
+    fn cri_lookups_are_counted_by_result() {
+        let mut m = Metrics::default();
+        for v in [
+            "used",
+            "used",
+            "unavailable: containerd did not answer within the budget of 100 ms",
+            "skipped: exempt",
+            "something new",
+        ] {
+            m.observe(&json!({"decision":"allowed","policy":"baseline:latest","cri_view":v}));
+        }
+        m.observe(&json!({"decision":"allowed","policy":"baseline:latest"}));
+        let text = rendered(&m);
+        for want in [
+            "pss_guard_cri_view_total{result=\"used\"} 2",
+            "pss_guard_cri_view_total{result=\"unavailable\"} 1",
+            "pss_guard_cri_view_total{result=\"skipped\"} 1",
+            "pss_guard_cri_view_total{result=\"unknown\"} 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
     }
 
     #[test]

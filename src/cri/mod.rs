@@ -370,6 +370,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever containerd (or something in its place) answers, parsing returns.
+        #[test]
+        fn any_answer_parses_or_is_a_format_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            json in "\\{\"(sandboxID|Version|Metadata|config)\":[\\[\\]{}\"a-z0-9:,]{0,64}\\}",
+        ) {
+            let _ = parse_container_info(&bytes);
+            let _ = parse_sandbox_metadata(&bytes, "s");
+            let _ = parse_container_info(json.as_bytes());
+            let _ = parse_sandbox_metadata(json.as_bytes(), "s");
+        }
+    }
+
     #[test]
     fn sandbox_metadata_gives_host_ports_and_pod_selinux() {
         let doc = br#"{"Version":"v1","Metadata":{"ID":"sb1","Name":"web_default_u1_0",

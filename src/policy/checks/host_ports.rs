@@ -21,7 +21,7 @@ pub const CHECK: Check = Check {
 
 fn eval(_f: &Facts, _ctx: &Context) -> Outcome {
     Outcome::NotObservable {
-        why: "the host port is part of the CNI port mapping, not of the OCI spec",
+        why: "the host port is part of the pod's port mappings, not of the OCI spec (the CRI view shows an app container's; kubelet never sends an init container's)",
     }
 }
 

@@ -1,10 +1,15 @@
 //! Conformance with Pod Security Admission over the upstream PSA fixtures (issues 3 and 11).
 //!
 //! Every distinct fixture (deduplicated by content across the version directories of a
-//! level) runs once as a pod on a real containerd node with the policy
-//! `enforce = "<level>:<newest version it appears in>"`; the app and init container specs
-//! the hook saw are then re-checked offline (`pss-guard check --offline --json`) at every
-//! other version the fixture appears in, since the versions only change the policy.
+//! level) runs once as a pod on a real containerd node, in namespace `default`, whose labels
+//! in the agent's snapshot say `enforce: <level>`, `enforce-version: <newest version it
+//! appears in>` (the node's own default stays `baseline:latest`: every record must say its
+//! level came from the namespace's labels). The app and init container specs the hook saw are
+//! then re-checked offline (`pss-guard check --offline --json`) at every other version the
+//! fixture appears in, since the versions only change the policy. Offline is the spec alone:
+//! it is also the "before" of the CRI view (issue 13), which only the live hook has; a fail
+//! fixture the live hook refused through the CRI view is not re-checked at other versions
+//! (its note says so).
 //!
 //! It runs on the stack `PSS_GUARD_STACK` names (bookworm, trixie, sid) and in both node
 //! configurations (tests/containerd/node-up.sh --config): `default` and `seccomp-default`.
@@ -35,7 +40,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{TestNode, workspace_root};
+use common::{Snapshot, TestNode, workspace_root};
 use kubelet_sim::{ContainerKind, Kubelet, PodRun, Source, UserNamespaces, load};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -56,24 +61,6 @@ const CONFIGS: &[(&str, &str)] = &[
 /// it holds in ("*" = all), reason). Applies only when the fixture started and the hook's
 /// own result for that check was `pass`.
 const DIVERGENT: &[(&str, &str, &str, &str)] = &[
-    (
-        "capabilities_baseline",
-        "capabilities_baseline0",
-        "default",
-        "adds NET_RAW, which is in containerd's default capability set: the container's capabilities are the runtime default, which the hook allows",
-    ),
-    (
-        "capabilities_baseline",
-        "capabilities_baseline1",
-        "default",
-        "adds NET_RAW, which is in containerd's default capability set: the container's capabilities are the runtime default, which the hook allows",
-    ),
-    (
-        "capabilities_baseline",
-        "capabilities_baseline2",
-        "*",
-        "adds lower-case \"chown\": PSA compares names case-sensitively, containerd upper-cases it to CAP_CHOWN, a default capability, which the hook allows",
-    ),
     (
         "seccompProfile_baseline",
         "seccompprofile_baseline",
@@ -324,6 +311,11 @@ struct CaseResult {
     reason: String,
     containers_started: usize,
     containers: usize,
+    /// The spec alone (offline, at the live version): a fail fixture `refused` with PSA's
+    /// check or `not refused`; a pass fixture `allowed` or `refused`.
+    spec_alone: String,
+    /// The `cri_view` of the pod's container records, sorted, unique.
+    cri_views: Vec<String>,
     offline_disagreements: Vec<String>,
     /// Offline verdicts that differ from the live one for a known reason (not counted wrong).
     offline_notes: Vec<String>,
@@ -584,7 +576,51 @@ async fn run_case(
                     .any(|n| n["type"] == "user" && n["path"].is_string())
             })
     });
+    let spec_refuses = |v: u32| {
+        offline
+            .get(&v)
+            .is_some_and(|(r, why)| *r && why.contains(&case.substring))
+    };
+    let spec_alone = match (case.expect_pass, offline.get(&case.newest())) {
+        (true, Some((false, _))) => "allowed",
+        (true, _) => "refused",
+        (false, _) if spec_refuses(case.newest()) => "refused",
+        (false, _) => "not refused",
+    };
+    // The pod's records: the level came from the namespace's labels in the snapshot, and a
+    // refusal the spec alone does not give came through the CRI view.
+    let records: Vec<Value> = node
+        .decisions()
+        .into_iter()
+        .filter(|d| d["pod_uid"] == run.uid.as_str())
+        .collect();
+    let mut cri_views: Vec<String> = records
+        .iter()
+        .filter_map(|d| d["cri_view"].as_str().map(str::to_owned))
+        .collect();
+    cri_views.sort();
+    cri_views.dedup();
+    for d in &records {
+        if d["policy_from"] != "namespace labels" || d["policy"] != live_policy.as_str() {
+            disagreements.push(format!(
+                "record of {} has policy {} from {}, not {live_policy} from the namespace's labels",
+                d["container"], d["policy"], d["policy_from"]
+            ));
+        }
+    }
+    let through_cri = !case.expect_pass && outcome == AGREED && spec_alone == "not refused";
+    if through_cri
+        && !records
+            .iter()
+            .any(|d| d["decision"] == "refused" && d["cri_view"] == "used")
+    {
+        disagreements.push(
+            "refused live but not by the spec alone, and no refused record used the CRI view"
+                .into(),
+        );
+    }
     let mut notes = Vec::new();
+    let mut cri_only: Vec<u32> = Vec::new();
     for (v, (refused_any, why)) in &offline {
         if case.expect_pass && outcome == AGREED && *refused_any && userns_by_path {
             notes.push(format!(
@@ -592,6 +628,8 @@ async fn run_case(
             ));
         } else if case.expect_pass && outcome == AGREED && *refused_any {
             disagreements.push(format!("v1.{v}: pass fixture refused offline: {why}"));
+        } else if through_cri && !spec_refuses(*v) {
+            cri_only.push(*v);
         } else if !case.expect_pass
             && outcome == AGREED
             && !(*refused_any && why.contains(&case.substring))
@@ -601,6 +639,12 @@ async fn run_case(
                 case.substring
             ));
         }
+    }
+    if !cri_only.is_empty() {
+        notes.push(format!(
+            "{}: the spec alone does not refuse it; live, the hook refused it through the CRI view, which offline checks cannot read",
+            version_ranges(&cri_only)
+        ));
     }
     if !disagreements.is_empty() {
         outcome = WRONG;
@@ -644,6 +688,8 @@ async fn run_case(
             reason: stable(&reason, &node_dir),
             containers_started: run.containers.iter().filter(|c| c.started).count(),
             containers: declared,
+            spec_alone: spec_alone.into(),
+            cri_views,
             offline_disagreements: disagreements.iter().map(|d| stable(d, &node_dir)).collect(),
             offline_notes: notes.iter().map(|d| stable(d, &node_dir)).collect(),
         },
@@ -675,6 +721,7 @@ async fn conformance(config: &str) {
     };
     let mut k1 = node.kubelet(opts.clone()).await;
     let mut k2 = node.kubelet(opts).await;
+    let snapshot = Snapshot::on(&node, 3600);
 
     // Cases that share a live policy run two at a time (the policy file is node-wide).
     let mut groups: BTreeMap<String, Vec<Case>> = BTreeMap::new();
@@ -690,7 +737,13 @@ async fn conformance(config: &str) {
     let mut results: Vec<(CaseResult, f64)> = Vec::new();
     for cases in groups.values() {
         if let Some(first) = cases.first() {
-            node.set_enforce(&format!("{}:v1.{}", first.level, first.newest()));
+            snapshot.write(
+                0,
+                json!({"default": {
+                    "pod-security.kubernetes.io/enforce": first.level,
+                    "pod-security.kubernetes.io/enforce-version": format!("v1.{}", first.newest()),
+                }}),
+            );
         }
         for pair in cases.chunks(2) {
             match pair {
@@ -904,9 +957,10 @@ fn markdown() -> String {
         "Generated by `tests/kubelet-sim/tests/conformance.rs` (`UPDATE_CONFORMANCE=1`) from \
          docs/conformance/<stack>.<configuration>.json, which every CI run regenerates and compares. \
          Each distinct upstream PSA fixture (deduplicated by content across version directories) ran \
-         once as a pod through kubelet-sim on a containerd + runc test node with `enforce = \"<level>:<newest \
-         version it appears in>\"`; the specs the hook saw were re-checked offline at every other version \
-         it appears in. Timings are not part of this report (target/conformance-timings/).\n"
+         once as a pod through kubelet-sim on a containerd + runc test node, in a namespace whose labels in \
+         the agent's snapshot say `enforce: <level>` and `enforce-version: <newest version it appears in>`; \
+         the specs the hook saw were re-checked offline at every other version it appears in. \
+         Timings are not part of this report (target/conformance-timings/).\n"
     );
     let _ = writeln!(
         md,
@@ -915,6 +969,12 @@ fn markdown() -> String {
          **not observable** (a fail fixture started and the hook itself reported its check as not observable; \
          the hook's own detail below), **refused for an expected other reason** (kubelet admission, containerd, \
          or pss-guard on another check, matched against the real error), **wrong** (fails the test).\n"
+    );
+    let _ = writeln!(
+        md,
+        "**Spec alone → with the CRI view**: fail fixtures refused by pss-guard with PSA's check when the hook \
+         reads only the OCI spec (`check --offline` of the captured specs, the behaviour before issue 13) and \
+         when it also reads the CRI configs kubelet sent (the live hook; `cri view` lists what its records say).\n"
     );
     let _ = writeln!(md, "Node configurations:\n");
     for (name, what) in CONFIGS {
@@ -950,11 +1010,24 @@ fn markdown() -> String {
             "## {} (containerd {}, runc {}), configuration `{}`\n",
             p.stack, p.containerd, p.runc, p.config
         );
+        let mut views: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in p.cases.iter().flat_map(|c| &c.cri_views) {
+            *views.entry(v.as_str()).or_default() += 1;
+        }
+        let views: Vec<String> = views
+            .iter()
+            .map(|(v, n)| format!("`{v}` ({n} pods)"))
+            .collect();
         let _ = writeln!(
             md,
-            "| level | check | fixtures (pass/fail) | agreed | divergent | not observable | refused for an expected other reason | wrong |"
+            "CRI view in the containers' records: {}.\n",
+            views.join(", ")
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| level | check | fixtures (pass/fail) | agreed | divergent | not observable | refused for an expected other reason | wrong | fail refused: spec alone → with the CRI view |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         for (level, checks) in &p.summary {
             for (check, counts) in checks {
                 let n = |k: &str| counts.get(k).copied().unwrap_or(0);
@@ -964,9 +1037,16 @@ fn markdown() -> String {
                         .filter(|r| r.level == *level && r.check == *check && r.expected == e)
                         .count()
                 };
+                let fails = || {
+                    p.cases
+                        .iter()
+                        .filter(|r| r.level == *level && r.check == *check && r.expected == "fail")
+                };
+                let before = fails().filter(|r| r.spec_alone == "refused").count();
+                let after = fails().filter(|r| r.outcome == AGREED).count();
                 let _ = writeln!(
                     md,
-                    "| {level} | {check} | {}/{} | {} | {} | {} | {} | {} |",
+                    "| {level} | {check} | {}/{} | {} | {} | {} | {} | {} | {before} → {after} |",
                     of("pass"),
                     of("fail"),
                     n(AGREED),

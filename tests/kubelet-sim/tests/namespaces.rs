@@ -9,10 +9,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use common::TestNode;
+use common::{Snapshot, TestNode};
 use kubelet_sim::{ContainerRun, Kubelet, PodRun, Source, load};
 use serde_json::{Value, json};
 
@@ -36,65 +33,6 @@ spec:
     securityContext: {app_sc}
 "
     )
-}
-
-/// An RFC 3339 UTC time `ago` seconds before now, as the agent writes `written`.
-fn written(ago: u64) -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-        - ago;
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%S.000000Z"])
-        .output()
-        .expect("run date");
-    assert!(out.status.success(), "date failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The snapshot file of this node, and the policy pointing at it.
-struct Snapshot {
-    path: PathBuf,
-}
-
-impl Snapshot {
-    fn on(node: &TestNode, stale_after_seconds: u64) -> Snapshot {
-        let path = node.dir.join("cluster.json");
-        let policy = node.var("PSS_GUARD_POLICY");
-        let mut text = std::fs::read_to_string(&policy).expect("policy");
-        text.push_str(&format!(
-            "\n[snapshot]\npath = {:?}\nstale_after_seconds = {stale_after_seconds}\n",
-            path.display().to_string()
-        ));
-        std::fs::write(&policy, text).expect("write policy");
-        Snapshot { path }
-    }
-
-    /// Writes the agent's format (`pss_guard::snapshot`, schema 2): a header line with `written`
-    /// and the RuntimeClasses' handlers, then one line per namespace (an unlabeled one with
-    /// `{}`), sorted by name; temp file and rename, as the agent does. (This crate does not link
-    /// pss-guard, so the few lines of the format are written out here.)
-    fn write(&self, ago: u64, namespaces: Value) {
-        let header = json!({"schema": 2, "written": written(ago),
-                            "runtime_classes": {"gvisor": "runsc"}});
-        let mut text = format!("{header}\n");
-        // serde_json's map keeps keys sorted: the order the hook binary-searches in.
-        for (name, labels) in namespaces.as_object().expect("namespaces object") {
-            // The name comes first: the hook reads it before parsing the line.
-            text.push_str(&format!(
-                "{{\"namespace\":{},\"labels\":{labels}}}\n",
-                json!(name)
-            ));
-        }
-        self.write_raw(&text);
-    }
-
-    fn write_raw(&self, text: &str) {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text).expect("write snapshot");
-        std::fs::rename(&tmp, &self.path).expect("rename snapshot");
-    }
 }
 
 /// Removes `key = ...` lines from the node's policy, then adds the given ones after `enforce`.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use kubelet_sim::{Kubelet, Options};
 use serde_json::{Value, json};
@@ -310,5 +311,64 @@ impl Drop for TestNode {
             Ok(s) if s.success() => {}
             other => eprintln!("node-down.sh {} failed: {other:?}", self.dir.display()),
         }
+    }
+}
+
+/// An RFC 3339 UTC time `ago` seconds before now, as the agent writes `written`.
+pub fn written(ago: u64) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        - ago;
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .expect("run date");
+    assert!(out.status.success(), "date failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The snapshot file of this node, and the policy pointing at it.
+pub struct Snapshot {
+    pub path: PathBuf,
+}
+
+impl Snapshot {
+    pub fn on(node: &TestNode, stale_after_seconds: u64) -> Snapshot {
+        let path = node.dir.join("cluster.json");
+        let policy = node.var("PSS_GUARD_POLICY");
+        let mut text = std::fs::read_to_string(&policy).expect("policy");
+        text.push_str(&format!(
+            "\n[snapshot]\npath = {:?}\nstale_after_seconds = {stale_after_seconds}\n",
+            path.display().to_string()
+        ));
+        std::fs::write(&policy, text).expect("write policy");
+        Snapshot { path }
+    }
+
+    /// Writes the agent's format (`pss_guard::snapshot`, schema 2): a header line with `written`
+    /// and the RuntimeClasses' handlers, then one line per namespace (an unlabeled one with
+    /// `{}`), sorted by name; temp file and rename, as the agent does. (This crate does not link
+    /// pss-guard, so the few lines of the format are written out here.)
+    pub fn write(&self, ago: u64, namespaces: Value) {
+        let header = json!({"schema": 2, "written": written(ago),
+                            "runtime_classes": {"gvisor": "runsc"}});
+        let mut text = format!("{header}\n");
+        // serde_json's map keeps keys sorted: the order the hook binary-searches in.
+        for (name, labels) in namespaces.as_object().expect("namespaces object") {
+            // The name comes first: the hook reads it before parsing the line.
+            text.push_str(&format!(
+                "{{\"namespace\":{},\"labels\":{labels}}}\n",
+                json!(name)
+            ));
+        }
+        self.write_raw(&text);
+    }
+
+    pub fn write_raw(&self, text: &str) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write snapshot");
+        std::fs::rename(&tmp, &self.path).expect("rename snapshot");
     }
 }
