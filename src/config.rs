@@ -106,8 +106,9 @@ pub struct CriSettings {
     pub budget: std::time::Duration,
 }
 
-/// The lookup's default budget: about a hundred times its usual cost.
-pub const DEFAULT_CRI_BUDGET_MS: u64 = 100;
+/// The lookup's default budget: several hundred times its usual cost (about a millisecond), so
+/// that a node busy starting many pods at once still gets its answers.
+pub const DEFAULT_CRI_BUDGET_MS: u64 = 500;
 /// The most a budget may be: a container must never wait long on a stalled runtime.
 pub const MAX_CRI_BUDGET_MS: u64 = 2000;
 

@@ -280,7 +280,7 @@ fn assert_refused_by_hook(run: &PodRun) -> String {
 async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
     let node = Arc::new(TestNode::up());
     // What the view shows is under test here, not how fast it comes: thirteen starts at once
-    // on two shared cores have pushed a lookup past the default 100 ms (then the spec alone
+    // on two shared cores have pushed a lookup past a budget of 100 ms (then the spec alone
     // decides, as the second test shows), so the budget is the most a policy may set.
     node.set_table_key("cri", "budget_ms", "2000");
     let mut set = JoinSet::new();
@@ -413,7 +413,7 @@ async fn without_the_runtime_view_the_spec_decides_and_the_record_says_so() {
     assert!(view.starts_with("unavailable:"), "{d}");
     assert!(view.contains("budget"), "should name the budget: {d}");
     // Not a speed measurement: proof that the hook did not wait on the stuck runtime (its
-    // default budget is 100 ms, the most a policy may set 2000 ms).
+    // default budget is 500 ms, the most a policy may set 2000 ms).
     let eval_us = d["eval_us"].as_u64().expect("eval_us");
     assert!(eval_us < 2_000_000, "the hook waited {eval_us} µs: {d}");
 
