@@ -1,7 +1,9 @@
-//! The hook runs at every container start and must stay a small synchronous binary: no async
-//! runtime, HTTP stack or Kubernetes client may reach it through the shared library crate. The
-//! agent depends on `pss-guard`, never the other way round; this test reads the dependency
-//! graph cargo resolves for the hook's package.
+//! The hook runs at every container start and must stay a small binary: no HTTP stack, TLS,
+//! gRPC framework or Kubernetes client may reach it through the shared library crate. The one
+//! network call it makes (the CRI view, issue 13: two unary gRPC calls to containerd over its
+//! Unix socket) uses `h2` on tokio's single-threaded runtime, built only for that lookup; the
+//! multi-threaded scheduler stays out. The agent depends on `pss-guard`, never the other way
+//! round; this test reads the dependency graph cargo resolves for the hook's package.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,18 +42,54 @@ fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
         "{tree}"
     );
     for banned in [
-        "tokio",
         "hyper",
         "hyper-util",
         "kube",
         "kube-client",
         "k8s-openapi",
         "rustls",
+        "tonic",
+        "tower",
         "pss-guard-agent",
     ] {
         assert!(
             !crates.contains(&banned),
             "the hook now depends on {banned}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_hooks_async_runtime_is_single_threaded() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "pss-guard",
+            "-e",
+            "normal,features",
+            "-i",
+            "tokio",
+            "--prefix",
+            "none",
+            "--offline",
+            "--locked",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("tokio feature \"rt\""), "{tree}");
+    for banned in ["rt-multi-thread", "fs", "process", "signal"] {
+        assert!(
+            !tree.contains(&format!("tokio feature \"{banned}\"")),
+            "the hook's tokio has {banned}:\n{tree}"
         );
     }
 }

@@ -21,8 +21,11 @@ use super::{SANDBOX_EXTENSION, View};
 
 /// containerd's namespace for everything its CRI plugin creates.
 const CRI_NAMESPACE: &str = "k8s.io";
-/// The most a response may hold (a verbose status carries the whole runtime spec).
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// The most a response may hold. A verbose status carries the whole runtime spec and the CRI
+/// config (whose environment, mounts and annotations repeat the spec's), so it is bounded by
+/// twice the largest spec the hook reads at all, and a little: a pod cannot make the answer
+/// too large to read without making its spec too large to start.
+const MAX_RESPONSE_BYTES: usize = 2 * crate::spec::MAX_SPEC_BYTES + (1 << 20);
 
 /// Why the view could not be had, in words for the decision record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -83,6 +83,10 @@ pub enum AppArmorRequest {
     RuntimeDefault,
     Unconfined,
     Localhost(String),
+    /// A string kubelet should never have passed on (its own validation refuses it): PSA
+    /// refuses any profile but `runtime/default` and `localhost/…`, so the check does too,
+    /// rather than losing the whole view over a value the pod wrote.
+    Other(String),
 }
 
 /// A document that is not in a shape this module knows.
@@ -224,10 +228,10 @@ fn apparmor(ctx: &ContainerSecurityContext) -> Result<AppArmorRequest, FormatErr
         "" => Ok(AppArmorRequest::Unset),
         "runtime/default" => Ok(AppArmorRequest::RuntimeDefault),
         "unconfined" => Ok(AppArmorRequest::Unconfined),
-        s => match s.strip_prefix("localhost/") {
-            Some(name) => Ok(AppArmorRequest::Localhost(name.to_owned())),
-            None => Err(format_error(format!("unknown AppArmor profile {s:?}"))),
-        },
+        s => Ok(match s.strip_prefix("localhost/") {
+            Some(name) => AppArmorRequest::Localhost(name.to_owned()),
+            None => AppArmorRequest::Other(s.to_owned()),
+        }),
     }
 }
 
@@ -347,7 +351,10 @@ mod tests {
             read("localhost/foo"),
             Ok(AppArmorRequest::Localhost("foo".into()))
         );
-        assert!(read("something/else").is_err());
+        assert_eq!(
+            read("something/else"),
+            Ok(AppArmorRequest::Other("something/else".into()))
+        );
     }
 
     #[test]

@@ -472,6 +472,92 @@ mod tests {
         assert_eq!(r.message(), None);
     }
 
+    fn caps() -> crate::facts::CapSet {
+        crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap()
+    }
+
+    #[test]
+    fn the_cri_view_adds_what_the_spec_cannot_show() {
+        use crate::cri::{AppArmorRequest, ContainerView, PodView, SeLinux, View};
+        let f = Facts::compliant_example();
+        let view = View {
+            container: ContainerView {
+                name: "app".into(),
+                add_caps: vec!["chown".into(), "NET_RAW".into(), "CHOWN".into()],
+                apparmor: AppArmorRequest::Unconfined,
+                ..Default::default()
+            },
+            pod: PodView {
+                host_ports: vec![8080, 9090],
+                selinux: Some(SeLinux {
+                    type_: "spc_t".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        };
+        let baseline = LevelVersion::latest(Level::Baseline);
+        let spec_only = evaluate(&f, None, baseline, "app", Ambiguity::default(), caps());
+        assert!(spec_only.allowed(), "{spec_only:?}");
+        let r = evaluate(
+            &f,
+            Some(&view),
+            baseline,
+            "app",
+            Ambiguity::default(),
+            caps(),
+        );
+        assert_eq!(
+            r.message().unwrap(),
+            "violates PodSecurity \"baseline:latest\": forbidden AppArmor profile(s) (container \"app\" must not set AppArmor profile type to \"Unconfined\"), non-default capabilities (container \"app\" must not include \"NET_RAW\", \"chown\" in securityContext.capabilities.add), hostPort (pod uses hostPorts 8080, 9090), seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: type \"spc_t\")"
+        );
+        // Restricted reads drop and add as written.
+        let restricted = LevelVersion::latest(Level::Restricted);
+        let lower = View {
+            container: ContainerView {
+                name: "app".into(),
+                drop_caps: vec!["all".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = evaluate(
+            &f,
+            Some(&lower),
+            restricted,
+            "app",
+            Ambiguity::default(),
+            caps(),
+        );
+        assert!(
+            r.message()
+                .unwrap()
+                .contains("container \"app\" must set securityContext.capabilities.drop=[\"ALL\"]"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_cri_view_never_allows_what_the_spec_refuses() {
+        let fail = Outcome::Fail {
+            detail: "spec".into(),
+        };
+        let not_obs = Outcome::NotObservable { why: "x" };
+        let covered = Outcome::Covered { by: "privileged" };
+        for cri in [None, Some(Outcome::Pass), Some(not_obs.clone())] {
+            assert_eq!(combine(fail.clone(), cri.clone()), fail);
+            assert_eq!(combine(covered.clone(), cri), covered);
+        }
+        let cri_fail = Outcome::Fail {
+            detail: "cri".into(),
+        };
+        assert_eq!(combine(Outcome::Pass, Some(cri_fail.clone())), cri_fail);
+        assert_eq!(combine(not_obs.clone(), Some(cri_fail.clone())), cri_fail);
+        assert_eq!(combine(not_obs.clone(), Some(Outcome::Pass)), Outcome::Pass);
+        assert_eq!(combine(not_obs.clone(), None), not_obs);
+        assert_eq!(combine(Outcome::Pass, Some(not_obs)), Outcome::Pass);
+    }
+
     #[test]
     fn message_joins_failures_in_order() {
         let mut f = Facts::compliant_example();

@@ -51,6 +51,9 @@ fn cri(v: &crate::cri::View, ctx: &Context) -> Outcome {
                 ctx.subject
             ),
         },
+        crate::cri::AppArmorRequest::Other(ref p) => Outcome::Fail {
+            detail: format!("{} must not set AppArmor profile {p:?}", ctx.subject),
+        },
         _ => Outcome::Pass,
     }
 }
