@@ -796,6 +796,18 @@ fn cri_view_cost(rounds: usize) -> Vec<String> {
         "node-up.sh failed: {}",
         String::from_utf8_lossy(&up.stderr)
     );
+    // Taken down however this part ends, a failed assertion included.
+    struct NodeDown(PathBuf);
+    impl Drop for NodeDown {
+        fn drop(&mut self) {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let _ = Command::new("bash")
+                .arg(root.join("tests/containerd/node-down.sh"))
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = NodeDown(node.clone());
     let env = std::fs::read_to_string(node.join("env")).expect("node env");
     let socket = node_var(&env, "CONTAINERD_SOCKET");
     let state_dir = node_var(&env, "CONTAINERD_STATE");
@@ -808,9 +820,12 @@ fn cri_view_cost(rounds: usize) -> Vec<String> {
     )
     .expect("pod");
     let base = std::fs::read_to_string(&policy).expect("policy");
-    let socket_line = format!("containerd_socket = {socket:?}");
-    let with_socket = base.replacen("[paths]\n", &format!("[paths]\n{socket_line}\n"), 1);
-    assert_ne!(with_socket, base, "the node's policy has no [paths] table");
+    // node-up.sh points the policy at the node's own containerd.
+    let with_socket = base.clone();
+    assert!(
+        with_socket.contains(&format!("containerd_socket = {socket:?}")),
+        "the node's policy does not name its containerd socket: {base}"
+    );
     let auto = node.join("policy-cri-auto.toml");
     let off = node.join("policy-cri-off.toml");
     std::fs::write(&auto, format!("{with_socket}\n[cri]\nlookup = \"auto\"\n")).expect("policy");
@@ -903,10 +918,6 @@ fn cri_view_cost(rounds: usize) -> Vec<String> {
         m[2] - m[1],
         m[2] / m[1]
     );
-    let _ = Command::new("bash")
-        .arg(root.join("tests/containerd/node-down.sh"))
-        .arg(&node)
-        .output();
     vec![
         format!(
             "TARGET cri_view_added {added_ms:.3}ms <2ms {}",
