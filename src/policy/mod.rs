@@ -509,7 +509,7 @@ mod tests {
         );
         assert_eq!(
             r.message().unwrap(),
-            "violates PodSecurity \"baseline:latest\": forbidden AppArmor profile(s) (container \"app\" must not set AppArmor profile type to \"Unconfined\"), non-default capabilities (container \"app\" must not include \"NET_RAW\", \"chown\" in securityContext.capabilities.add), hostPort (pod uses hostPorts 8080, 9090), seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: type \"spc_t\")"
+            "violates PodSecurity \"baseline:latest\": forbidden AppArmor profile (container \"app\" must not set AppArmor profile type to \"Unconfined\"), non-default capabilities (container \"app\" must not include \"NET_RAW\", \"chown\" in securityContext.capabilities.add), hostPort (pod uses hostPorts 8080, 9090), seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: type \"spc_t\")"
         );
         // Restricted reads drop and add as written.
         let restricted = LevelVersion::latest(Level::Restricted);

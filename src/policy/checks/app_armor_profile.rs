@@ -16,7 +16,7 @@ use crate::policy::{Check, Context, Level, Outcome};
 
 pub const CHECK: Check = Check {
     id: "appArmorProfile",
-    reason: "forbidden AppArmor profile(s)",
+    reason: "forbidden AppArmor profile",
     level: Level::Baseline,
     since: 0,
     overridden_from: None,
