@@ -162,16 +162,46 @@ fn hook_command(program: &Path, node: &common::Node, state: &Path) -> Command {
 }
 
 fn hook_command_with(program: &Path, policy: &Path, node: &common::Node, state: &Path) -> Command {
+    hook_command_in(program, policy, &node.layout.bundle(), state)
+}
+
+/// As containerd's runc runs the hook: empty environment, cwd the bundle, the state on stdin.
+fn hook_command_in(program: &Path, policy: &Path, bundle: &Path, state: &Path) -> Command {
     let mut c = Command::new(program);
     c.args(["hook", "--policy"])
         .arg(policy)
         .args(["--runtime", "containerd"])
         .env_clear()
-        .current_dir(node.layout.bundle())
+        .current_dir(bundle)
         .stdin(File::open(state).expect("state file"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
+}
+
+/// Runs `count` programs through 20 warm-up rounds, then `rounds` interleaved rounds in a
+/// rotating order (`run_one(i)` runs program `i`, which must exit 0); each program's runs, in
+/// the order they were made.
+fn rotating_rounds(
+    names: &[&str],
+    rounds: usize,
+    mut run_one: impl FnMut(usize) -> Run,
+) -> Vec<Vec<Run>> {
+    for i in 0..names.len() {
+        for _ in 0..20 {
+            run_one(i);
+        }
+    }
+    let mut runs: Vec<Vec<Run>> = names.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for k in 0..names.len() {
+            let i = (r + k) % names.len();
+            let x = run_one(i);
+            assert_eq!(x.status, 0, "{} exited {}", names[i], x.status);
+            runs[i].push(x);
+        }
+    }
+    runs
 }
 
 fn whole_process(pairs: usize) -> Vec<String> {
@@ -719,30 +749,26 @@ fn snapshot_cost(rounds: usize) -> Vec<String> {
         ("hook, no snapshot", &hook, &without),
         ("hook, 2,000 namespaces", &hook, &with),
     ];
-    for (_, p, pol) in progs {
-        for _ in 0..20 {
-            run(&mut hook_command_with(p, pol, &node, &state_path));
-        }
-    }
-    let mut times = vec![Vec::new(); progs.len()];
-    let mut faults = vec![Vec::new(); progs.len()];
-    for r in 0..rounds {
-        for k in 0..progs.len() {
-            let i = (r + k) % progs.len();
-            let (name, p, pol) = progs[i];
-            let x = run(&mut hook_command_with(p, pol, &node, &state_path));
-            assert_eq!(x.status, 0, "{name} exited {}", x.status);
-            times[i].push(x.wall.as_secs_f64() * 1e6);
-            faults[i].push(x.minflt as f64);
-        }
-    }
-    let m: Vec<f64> = times.iter().map(|t| median(t)).collect();
-    for (i, (name, _, _)) in progs.iter().enumerate() {
+    let names = progs.map(|(name, _, _)| name);
+    let runs = rotating_rounds(&names, rounds, |i| {
+        let (_, p, pol) = progs[i];
+        run(&mut hook_command_with(p, pol, &node, &state_path))
+    });
+    let wall = |r: &[Run]| {
+        median(
+            &r.iter()
+                .map(|x| x.wall.as_secs_f64() * 1e6)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let m: Vec<f64> = runs.iter().map(|r| wall(r)).collect();
+    for (i, name) in names.iter().enumerate() {
+        let faults: Vec<f64> = runs[i].iter().map(|x| x.minflt as f64).collect();
         println!(
             "{name:>24}: median {:8.1} us  / bin/true {:.3}x  minor faults {:4.0}",
             m[i],
             m[i] / m[0],
-            median(&faults[i])
+            median(&faults)
         );
     }
     let ratio = m[2] / m[1];
@@ -858,18 +884,7 @@ fn cri_view_cost(rounds: usize) -> Vec<String> {
         .to_string(),
     )
     .expect("state");
-    let cmd = |program: &Path, policy: &Path| {
-        let mut c = Command::new(program);
-        c.args(["hook", "--policy"])
-            .arg(policy)
-            .args(["--runtime", "containerd"])
-            .env_clear()
-            .current_dir(&bundle)
-            .stdin(File::open(&state).expect("state file"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
+    let cmd = |program: &Path, policy: &Path| hook_command_in(program, policy, &bundle, &state);
     // Each policy decides as intended before anything is timed.
     for (policy, want) in [(&off, "skipped: cri.lookup"), (&auto, "used")] {
         let x = run(&mut cmd(&hook, policy));
@@ -889,23 +904,22 @@ fn cri_view_cost(rounds: usize) -> Vec<String> {
         ("hook, lookup off", &hook, &off),
         ("hook, lookup on", &hook, &auto),
     ];
-    for (_, p, pol) in progs {
-        for _ in 0..20 {
-            run(&mut cmd(p, pol));
-        }
-    }
-    let mut times = vec![Vec::new(); progs.len()];
-    for r in 0..rounds {
-        for k in 0..progs.len() {
-            let i = (r + k) % progs.len();
-            let (name, p, pol) = progs[i];
-            let x = run(&mut cmd(p, pol));
-            assert_eq!(x.status, 0, "{name} exited {}", x.status);
-            times[i].push(x.wall.as_secs_f64() * 1e6);
-        }
-    }
-    let m: Vec<f64> = times.iter().map(|t| median(t)).collect();
-    for (i, (name, _, _)) in progs.iter().enumerate() {
+    let names = progs.map(|(name, _, _)| name);
+    let runs = rotating_rounds(&names, rounds, |i| {
+        let (_, p, pol) = progs[i];
+        run(&mut cmd(p, pol))
+    });
+    let m: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            median(
+                &r.iter()
+                    .map(|x| x.wall.as_secs_f64() * 1e6)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    for (i, name) in names.iter().enumerate() {
         println!(
             "{name:>24}: median {:8.1} us  / bin/true {:.3}x",
             m[i],

@@ -237,23 +237,12 @@ pub fn decide(
     policy_error: Option<String>,
     started: Instant,
 ) -> Decision {
-    let scope = NamespaceScope::resolve(
-        policy,
-        opts,
-        match &loaded {
-            Ok(l) => &l.identity,
-            Err(e) => &e.identity,
-        },
-    );
-    let exempt = exemption(
-        policy,
-        opts,
-        match &loaded {
-            Ok(l) => &l.identity,
-            Err(e) => &e.identity,
-        },
-        &scope,
-    );
+    let known = match &loaded {
+        Ok(l) => &l.identity,
+        Err(e) => &e.identity,
+    };
+    let scope = NamespaceScope::resolve(policy, opts, known);
+    let exempt = exemption(policy, opts, known, &scope);
     let (identity, evaluation, cri_view) = match loaded {
         Ok(l) => {
             let (evaluation, cri) = evaluate(policy, opts, &l, scope.modes, exempt.is_some());

@@ -9,21 +9,13 @@
 
 use std::process::Command;
 
-#[test]
-fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
+/// `cargo tree -p pss-guard <edges…> --prefix none`, resolved for the hook's package alone.
+fn cargo_tree(edges: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "pss-guard",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--offline",
-            "--locked",
-        ])
+        .args(["tree", "-p", "pss-guard"])
+        .args(edges)
+        .args(["--prefix", "none", "--offline", "--locked"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo tree");
@@ -32,7 +24,12 @@ fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
         "cargo tree: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
+    let tree = cargo_tree(&["-e", "normal"]);
     let crates: Vec<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -61,30 +58,7 @@ fn the_hook_package_links_no_async_runtime_http_stack_or_kubernetes_client() {
 
 #[test]
 fn the_hooks_async_runtime_is_single_threaded() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "pss-guard",
-            "-e",
-            "normal,features",
-            "-i",
-            "tokio",
-            "--prefix",
-            "none",
-            "--offline",
-            "--locked",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo tree");
-    assert!(
-        out.status.success(),
-        "cargo tree: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = cargo_tree(&["-e", "normal,features", "-i", "tokio"]);
     assert!(tree.contains("tokio feature \"rt\""), "{tree}");
     for banned in ["rt-multi-thread", "fs", "process", "signal"] {
         assert!(
