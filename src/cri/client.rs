@@ -122,11 +122,11 @@ async fn both(
         }),
     );
     let (status, sandbox) = tokio::join!(status, sandbox);
-    let status = wire::ContainerStatusResponse::decode(status?.as_slice())
+    let mut status = wire::ContainerStatusResponse::decode(status?.as_slice())
         .map_err(|e| Unavailable(format!("decoding ContainerStatus: {e}")))?;
     let info = status
         .info
-        .get("info")
+        .remove("info")
         .ok_or_else(|| Unavailable("ContainerStatus carries no verbose info".into()))?;
     let sandbox = wire::GetContainerResponse::decode(sandbox?.as_slice())
         .map_err(|e| Unavailable(format!("decoding Containers/Get: {e}")))?;
@@ -141,7 +141,7 @@ async fn both(
                 "the sandbox container has no {SANDBOX_EXTENSION} extension"
             ))
         })?;
-    Ok((info.clone().into_bytes(), ext.value))
+    Ok((info.into_bytes(), ext.value))
 }
 
 /// One unary call: the message of a successful answer, or why there is none.
