@@ -748,6 +748,7 @@ async fn addons_under_every_shipped_policy_in_observe_and_enforce() {
         }
     }
 
+    write_verdicts(&node, &outcomes);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "addons: {} pods, {} shipped policies as {} distinct node policies, {runs} pod runs, {pairs} observe/enforce pairs, {secs:.1} s",
@@ -762,6 +763,34 @@ async fn addons_under_every_shipped_policy_in_observe_and_enforce() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Every verdict of the run, one line per container, in `target/addons/<stack>.txt` (for
+/// reading; nothing compares it).
+fn write_verdicts(node: &TestNode, outcomes: &[Outcome]) {
+    let mut lines: Vec<String> = Vec::new();
+    for o in outcomes {
+        for (c, r) in &o.records {
+            lines.push(format!(
+                "{} | {} | {} | {}/{c} | {} {} {:?} | {}",
+                o.policy,
+                o.mode.as_str(),
+                o.labelling,
+                o.case,
+                r["decision"].as_str().unwrap_or("?"),
+                r["policy"].as_str().unwrap_or("?"),
+                checks(&r["violations"]),
+                r["cri_view"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    let dir = workspace_root().join("target/addons");
+    let stack = node.env.get("STACK").cloned().unwrap_or_default();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(format!("{stack}.txt")), lines.join("\n") + "\n");
+    }
 }
 
 /// Issue 17 item 1: `None` when the observe record `o` says what the enforce record `e` decided
