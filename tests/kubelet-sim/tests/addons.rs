@@ -263,7 +263,10 @@ fn overlay_policies() -> Vec<Shipped> {
                 .map(|(k, v)| (k.clone(), v.as_str().expect("fragment text").to_string()))
                 .collect();
             Shipped {
-                name: format!("overlay {}", dir.file_name().unwrap().to_string_lossy()),
+                name: format!(
+                    "overlay {}",
+                    dir.file_name().expect("overlay name").to_string_lossy()
+                ),
                 main,
                 fragments,
             }
