@@ -321,9 +321,7 @@ fn node_policy(node: &TestNode, shipped: &Shipped, mode: Mode, snapshot: &Path) 
             shipped.name
         )
     });
-    if std::env::var("PREMERGE").is_err() {
-        t.insert("mode".into(), mode.as_str().into());
-    }
+    t.insert("mode".into(), mode.as_str().into());
     let paths = t
         .entry("paths")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -371,8 +369,8 @@ fn node_policy(node: &TestNode, shipped: &Shipped, mode: Mode, snapshot: &Path) 
 
 /// install's and the agent's composition of the main policy and its fragments.
 fn compose(main: &str, fragments: &[(String, String)]) -> String {
-    assert!(fragments.is_empty(), "PREMERGE");
-    main.to_string()
+    pss_guard::config::compose(main, fragments)
+        .unwrap_or_else(|e| panic!("composing the shipped policy: {e}"))
 }
 
 /// The namespaces of the cluster, as the agent's snapshot lists them: every add-on namespace
