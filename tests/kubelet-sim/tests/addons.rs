@@ -132,6 +132,130 @@ const DEFAULT_POLICIES: &[&str] = &[
 
 const SEED: &str = "seed-privileged-pod";
 
+/// What each container breaks of baseline as the hook sees it (addons/README.md: Pod Security's
+/// view pod by pod, against the container's own spec here; host ports and the AppArmor
+/// annotation are in the CRI view only, which is not asked for once the spec refuses or the
+/// container is exempt). Every record at a baseline level must list exactly these checks, refused,
+/// exempt or allowed; an empty list is a container that meets baseline.
+const BASELINE: &[(&str, &[&str])] = &[
+    (
+        "aws-node.yaml/aws-vpc-cni-init",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "aws-node.yaml/aws-node",
+        &["capabilities_baseline", "hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "aws-node.yaml/aws-eks-nodeagent",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "kube-proxy.yaml/kube-proxy",
+        &["capabilities_baseline", "hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "ebs-csi-node.yaml/ebs-plugin",
+        &["hostPathVolumes", "privileged"],
+    ),
+    (
+        "ebs-csi-node.yaml/node-driver-registrar",
+        &["hostPathVolumes"],
+    ),
+    ("ebs-csi-node.yaml/liveness-probe", &["hostPathVolumes"]),
+    (
+        "efs-csi-node.yaml/efs-plugin",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "efs-csi-node.yaml/csi-driver-registrar",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "efs-csi-node.yaml/liveness-probe",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    ("coredns.yaml/coredns", &[]),
+    (
+        "eks-pod-identity-agent.yaml/eks-pod-identity-agent-init",
+        &["hostNamespaces", "privileged"],
+    ),
+    (
+        "eks-pod-identity-agent.yaml/eks-pod-identity-agent",
+        &["capabilities_baseline", "hostNamespaces"],
+    ),
+    ("karpenter.yaml/controller", &[]),
+    (
+        "cloudwatch-agent.yaml/otc-container",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "fluent-bit.yaml/fluent-bit",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "guardduty-agent.yaml/aws-guardduty-agent",
+        &["capabilities_baseline", "hostPathVolumes"],
+    ),
+    (
+        "network-flow-monitor-agent.yaml/aws-network-flow-monitor-agent",
+        &["hostNamespaces", "privileged"],
+    ),
+    (
+        "calico-node.yaml/flexvol-driver",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "calico-node.yaml/ebpf-bootstrap",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "calico-node.yaml/install-cni",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "calico-node.yaml/calico-node",
+        &["hostNamespaces", "hostPathVolumes", "privileged"],
+    ),
+    (
+        "tigera-operator.yaml/tigera-operator",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "istio-cni.yaml/install-cni",
+        &["capabilities_baseline", "hostPathVolumes"],
+    ),
+    (
+        "ztunnel.yaml/istio-proxy",
+        &["capabilities_baseline", "hostPathVolumes"],
+    ),
+    (
+        "node-exporter.yaml/node-exporter",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    ("datadog-agent.yaml/init-volume", &["hostNamespaces"]),
+    (
+        "datadog-agent.yaml/init-config",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "datadog-agent.yaml/agent",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "datadog-agent.yaml/trace-agent",
+        &["hostNamespaces", "hostPathVolumes"],
+    ),
+    (
+        "falco.yaml/falco-driver-loader",
+        &["hostPathVolumes", "privileged"],
+    ),
+    ("falco.yaml/falcoctl-artifact-install", &[]),
+    ("falco.yaml/falco", &["hostPathVolumes", "privileged"]),
+    ("falco.yaml/falcoctl-artifact-follow", &[]),
+    ("seed-privileged-pod/app", &["privileged"]),
+];
+
 /// A pod to run: the add-on's manifest (or the seed pod), its namespace, its labelling.
 #[derive(Clone)]
 struct PodCase {
@@ -713,6 +837,39 @@ async fn addons_under_every_shipped_policy_in_observe_and_enforce() {
                     failures.push(format!("{what}: not refused by pss-guard: {:?}", c.error));
                 }
             }
+        }
+    }
+
+    // Each container's baseline violations, whatever the policy decided about them.
+    let mut seen_at_baseline: BTreeSet<String> = BTreeSet::new();
+    for o in &outcomes {
+        for (c, r) in &o.records {
+            if !r["policy"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("baseline:"))
+            {
+                continue;
+            }
+            let key = format!("{}/{c}", o.case);
+            let mut got = checks(&r["violations"]);
+            got.sort();
+            match BASELINE.iter().find(|(k, _)| *k == key) {
+                Some((_, want)) if got == *want => {
+                    seen_at_baseline.insert(key);
+                }
+                Some((_, want)) => failures.push(format!(
+                    "{} [{} mode, {}] {key}: baseline violations {got:?}, expected {want:?}",
+                    o.policy,
+                    o.mode.as_str(),
+                    o.labelling
+                )),
+                None => failures.push(format!("{key}: not in BASELINE")),
+            }
+        }
+    }
+    for (k, _) in BASELINE {
+        if !seen_at_baseline.contains(*k) {
+            failures.push(format!("{k}: never judged at baseline"));
         }
     }
 
