@@ -2,7 +2,7 @@
 //! sid's, installed by scripts/install-deps.sh) and validated against the Kubernetes schemas
 //! (`kubernetes-validate --strict`), the conventions of the charts people run checked on every
 //! object, the policy of each overlay through the policy parser, the committed single-file
-//! manifest equal to its rendering, and the README's one-file overlay rendered as shown.
+//! manifest equal to its rendering, and the one-file overlay of docs/install.md rendered as shown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -411,13 +411,13 @@ fn committed_manifest_and_boot_policy_are_what_the_kustomize_tree_renders() {
 }
 
 #[test]
-fn readme_one_file_overlay_sets_image_policy_resources_and_priority() {
+fn documented_one_file_overlay_sets_image_policy_resources_and_priority() {
     let file =
         std::fs::read_to_string(repo("examples/kustomize-overlay/kustomization.yaml")).unwrap();
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let doc = std::fs::read_to_string(repo("docs/install.md")).unwrap();
     assert!(
-        readme.contains(&file),
-        "README does not show examples/kustomize-overlay/kustomization.yaml as it is"
+        doc.contains(&file),
+        "docs/install.md does not show examples/kustomize-overlay/kustomization.yaml as it is"
     );
     let objects = docs(&kustomize_build(&repo("examples/kustomize-overlay")));
     validate("example", &objects);
