@@ -83,6 +83,15 @@ pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
     exit 0 healthy, 1 unhealthy.
 ",
 };
+const POLICY: Command = Command {
+    name: "policy",
+    usage: "\
+pss-guard policy FILE
+    Print the node policy FILE makes (TOML or PSA's YAML, with the exempt-*.toml fragments
+    beside it merged in), as install and the agent write it onto a node; exit 0 when it
+    loads, 2 when it does not.
+",
+};
 const VERSION: Command = Command {
     name: "version",
     usage: "\
@@ -90,8 +99,8 @@ pss-guard version (or --version)
     Print the version.
 ",
 };
-const COMMANDS: [&Command; 7] = [
-    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &VERSION,
+const COMMANDS: [&Command; 8] = [
+    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &POLICY, &VERSION,
 ];
 
 fn usage() -> String {
@@ -171,6 +180,7 @@ fn run() -> Result<u8, CliError> {
         "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
         "health" => health_cmd(parser),
+        "policy" => policy_cmd(parser),
         "version" => {
             no_arguments(parser, &VERSION)?;
             Ok(version())
@@ -178,6 +188,33 @@ fn run() -> Result<u8, CliError> {
         "help" => help_cmd(parser),
         other => Err(top(format!("unknown command {other:?}"))),
     }
+}
+
+fn policy_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &POLICY;
+    let mut file = None;
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
+        match arg {
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Value(v) if file.is_none() => file = Some(PathBuf::from(v)),
+            other => return Err(CliError::usage(c, other.unexpected())),
+        }
+    }
+    let file = file.ok_or_else(|| CliError::usage(c, "a policy file is required"))?;
+    let failed = |e: pss_guard::config::ConfigError| {
+        CliError::failed(pss_guard::error::Error::Policy {
+            path: file.clone(),
+            source: e,
+        })
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| failed(pss_guard::config::ConfigError::Read(e)))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let fragments = pss_guard::config::fragments_in(dir).map_err(failed)?;
+    let text = pss_guard::config::compose(&text, &fragments).map_err(failed)?;
+    Policy::from_text(&text, Some(dir)).map_err(failed)?;
+    print!("{text}");
+    Ok(0)
 }
 
 fn version() -> u8 {
