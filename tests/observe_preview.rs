@@ -1,11 +1,11 @@
 //! Issue 17 item 1: observe mode is an exact preview of enforce mode. Every captured spec under
 //! `tests/fixtures/<runtime>-<version>/<case>/` (real bundles from containerd, runc and Podman;
 //! see tests/fixtures/README.md) goes through the built binary's `check --offline` under the
-//! same policy twice, `mode = "enforce"` and `mode = "observe"`, at each level the case was
-//! captured at and at restricted, with and without an audit level: the observe record's would-be
-//! decision (`would_refuse` for `refused` or `error`, else the same decision) and its enforced
-//! policy, violations and audit violations must equal the enforce record's, and observe must
-//! never refuse (exit 0). The live counterpart, over the add-on pods on a containerd node, is
+//! same policy twice, `mode = "enforce"` and `mode = "observe"`, in several shapes (`variants`:
+//! levels, audit, namespace labels with the floor, an exempt namespace): the observe record's
+//! would-be decision (`would_refuse` for `refused` or `error`, else the same decision) and its
+//! enforced policy, violations and audit violations must equal the enforce record's, and observe
+//! must never refuse (exit 0). The live counterpart, over the add-on pods on a containerd node, is
 //! tests/kubelet-sim/tests/addons.rs.
 
 use std::path::{Path, PathBuf};
@@ -34,28 +34,61 @@ fn cases() -> Vec<PathBuf> {
     out
 }
 
-/// The policies a case runs under: its captured level, restricted, each alone and with
-/// restricted audited (a baseline-allowed container is then an `audit` record in both modes).
-fn enforce_levels(meta: &Value) -> Vec<(String, Option<&'static str>)> {
+/// One way to run a case: the policy's levels and extra keys, and the namespace's labels.
+struct Variant {
+    enforce: String,
+    audit: Option<&'static str>,
+    extra: &'static str,
+    labels: Option<&'static str>,
+}
+
+/// The policies a case runs under: its captured level and restricted, alone and with restricted
+/// audited (a baseline-allowed container is then an `audit` record in both modes); its
+/// namespace labelled restricted, and labelled privileged with the floor lowered for it (labels
+/// and floor decide); its namespace (`default` for nearly every case) exempt.
+fn variants(meta: &Value) -> Vec<Variant> {
     let captured = meta["policy"]
         .as_str()
         .unwrap_or("baseline:latest")
         .to_owned();
-    let mut levels = vec![captured, "restricted:latest".to_owned()];
+    let mut levels = vec![captured.clone(), "restricted:latest".to_owned()];
     levels.dedup();
     let mut out = Vec::new();
     for l in levels {
-        out.push((l.clone(), None));
-        out.push((l, Some("restricted:latest")));
+        for audit in [None, Some("restricted:latest")] {
+            out.push(Variant {
+                enforce: l.clone(),
+                audit,
+                extra: "",
+                labels: None,
+            });
+        }
     }
+    let base = |extra, labels| Variant {
+        enforce: captured.clone(),
+        audit: None,
+        extra,
+        labels: Some(labels),
+    };
+    out.push(base("", "pod-security.kubernetes.io/enforce=restricted"));
+    out.push(base(
+        "floor = \"privileged:latest\"\n",
+        "pod-security.kubernetes.io/enforce=privileged,pod-security.kubernetes.io/audit=baseline",
+    ));
+    out.push(Variant {
+        enforce: captured,
+        audit: None,
+        extra: "[exempt]\nnamespaces = [\"kube-system\", \"default\"]\n",
+        labels: None,
+    });
     out
 }
 
 /// The policy file: the case's node paths and extra keys, as tests/fixtures.rs writes it, plus
-/// the mode switch.
-fn policy(meta: &Value, enforce: &str, audit: Option<&str>, mode: &str, dir: &Path) -> PathBuf {
-    let mut text = format!("mode = {mode:?}\nenforce = {enforce:?}\n");
-    if let Some(a) = audit {
+/// the mode switch and the variant's keys.
+fn policy(meta: &Value, v: &Variant, mode: &str, dir: &Path) -> PathBuf {
+    let mut text = format!("mode = {mode:?}\nenforce = {:?}\n", v.enforce);
+    if let Some(a) = v.audit {
         text.push_str(&format!("audit = {a:?}\n"));
     }
     if let Some(extra) = meta["policy_extra"].as_object() {
@@ -63,6 +96,13 @@ fn policy(meta: &Value, enforce: &str, audit: Option<&str>, mode: &str, dir: &Pa
             text.push_str(&format!("{k} = {v}\n"));
         }
     }
+    // Top-level keys first: the variant's table (if any) comes after them.
+    let (top, table) = match v.extra.find('[') {
+        Some(i) => v.extra.split_at(i),
+        None => (v.extra, ""),
+    };
+    text.push_str(top);
+    text.push_str(table);
     text.push_str(&format!("[log]\npath = {:?}\n[paths]\n", dir.join("log")));
     if let Some(paths) = meta["node_paths"].as_object() {
         for (k, v) in paths {
@@ -74,7 +114,7 @@ fn policy(meta: &Value, enforce: &str, audit: Option<&str>, mode: &str, dir: &Pa
     p
 }
 
-fn check(case: &Path, meta: &Value, policy: &Path) -> (Value, Option<i32>) {
+fn check(case: &Path, meta: &Value, policy: &Path, labels: Option<&str>) -> (Value, Option<i32>) {
     let runtime = meta["hook_runtime"]
         .as_str()
         .or(meta["runtime"].as_str().filter(|r| *r == "containerd"))
@@ -89,6 +129,9 @@ fn check(case: &Path, meta: &Value, policy: &Path) -> (Value, Option<i32>) {
     }
     if case.join("sandbox.json").is_file() {
         cmd.arg("--sandbox").arg(case.join("sandbox.json"));
+    }
+    if let Some(l) = labels {
+        cmd.args(["--namespace-labels", l]);
     }
     let out = cmd.output().expect("run pss-guard check");
     let got: Value = serde_json::from_slice(&out.stdout)
@@ -107,20 +150,30 @@ fn observe_records_what_enforce_decides_for_every_captured_spec() {
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let (mut pairs, mut would_refuse) = (0, 0);
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
     for case in &cases {
         let meta: Value =
             serde_json::from_slice(&std::fs::read(case.join("meta.json")).unwrap()).unwrap();
-        for (enforce, audit) in enforce_levels(&meta) {
-            let what = format!("{} at {enforce} (audit {audit:?})", case.display());
+        for v in variants(&meta) {
+            let what = format!(
+                "{} at {} (audit {:?}, {:?}, labels {:?})",
+                case.display(),
+                v.enforce,
+                v.audit,
+                v.extra,
+                v.labels
+            );
             let (e, e_code) = check(
                 case,
                 &meta,
-                &policy(&meta, &enforce, audit, "enforce", tmp.path()),
+                &policy(&meta, &v, "enforce", tmp.path()),
+                v.labels,
             );
             let (o, o_code) = check(
                 case,
                 &meta,
-                &policy(&meta, &enforce, audit, "observe", tmp.path()),
+                &policy(&meta, &v, "observe", tmp.path()),
+                v.labels,
             );
             for (mode, got) in [("enforce", &e), ("observe", &o)] {
                 if !got["policy_error"].is_null() {
@@ -132,6 +185,9 @@ fn observe_records_what_enforce_decides_for_every_captured_spec() {
             }
             pairs += 1;
             let ed = e["decision"].as_str().unwrap_or("?");
+            *seen
+                .entry(format!("{ed} from {}", e["policy_from"]))
+                .or_insert(0) += 1;
             let want = match ed {
                 "refused" | "error" => {
                     would_refuse += 1;
@@ -174,10 +230,23 @@ fn observe_records_what_enforce_decides_for_every_captured_spec() {
         "{} cases, {pairs} enforce/observe pairs, {would_refuse} would_refuse",
         cases.len()
     );
-    // The fixtures hold refused specs: a preview that never says would_refuse proves nothing.
+    eprintln!("enforce decisions: {seen:?}");
+    // The fixtures hold refused specs: a preview that never says would_refuse proves nothing; and
+    // every shape of decision the variants aim at was made.
     assert!(
         would_refuse > 50,
         "only {would_refuse} refusals among the pairs"
+    );
+    for want in ["exempt", "audit", "allowed", "refused"] {
+        assert!(
+            seen.keys().any(|k| k.starts_with(want)),
+            "no {want} decision among the pairs: {seen:?}"
+        );
+    }
+    // `check --namespace-labels` gives the namespace's labels on the command line.
+    assert!(
+        seen.keys().any(|k| k.ends_with("\"command line\"")),
+        "no decision from the namespace labels given: {seen:?}"
     );
     assert!(
         failures.is_empty(),
