@@ -340,6 +340,12 @@ pub fn render_status(o: &mut String, st: &Status, snapshot_age: Option<f64>) {
         "Decision log truncations the follower restarted from.",
         st.follower.truncations,
     );
+    counter(
+        o,
+        "pss_guard_log_position_errors_total",
+        "Failed writes of the follower's position file (a restart then repeats records).",
+        st.follower.position_errors,
+    );
     if let Some(ws) = &st.watches {
         let now = std::time::Instant::now();
         header(

@@ -18,6 +18,8 @@ pub struct Follower {
     pub last_error: Option<String>,
     pub rotations: u64,
     pub truncations: u64,
+    /// Failed writes of the log position file.
+    pub position_errors: u64,
 }
 
 #[derive(Debug, Default)]
