@@ -430,6 +430,12 @@ pub fn render_status(o: &mut String, st: &Status, snapshot_age: Option<f64>) {
         );
         counter(
             o,
+            "pss_guard_policy_restored_total",
+            "Times the host's policy file was found removed or changed while the ConfigMap was not, and written again.",
+            p.restored,
+        );
+        counter(
+            o,
             "pss_guard_policy_sync_invalid_total",
             "Policy sources that did not parse (the last good policy stays).",
             p.invalid,

@@ -212,8 +212,13 @@ impl Node {
 
     /// A policy enforcing `enforce` whose log is this node's.
     pub fn policy_text(&self, enforce: &str, log_extra: &str) -> String {
+        self.policy_with(&format!("enforce = \"{enforce}\""), log_extra)
+    }
+
+    /// A policy with the top-level lines `top` whose log is this node's.
+    pub fn policy_with(&self, top: &str, log_extra: &str) -> String {
         format!(
-            "enforce = \"{enforce}\"\n[log]\npath = {:?}\nnode_name = \"test-node\"\n{log_extra}\n",
+            "{top}\n[log]\npath = {:?}\nnode_name = \"test-node\"\n{log_extra}\n",
             self.log_path()
         )
     }
