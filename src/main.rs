@@ -50,11 +50,14 @@ const INSTALL: Command = Command {
     name: "install",
     usage: "\
 pss-guard install [--root DIR] [--dry-run] [--restart] [--binary FILE] [--policy FILE]
-    [--replace-policy] [--bin-path PATH] [--policy-path PATH] [--containerd-config PATH]
-    [--containerd-config-version 2|3] [--spec-dir DIR] [--hooks-dir DIR]
-    [--only containerd|hooks.d] [--restart-command CMD]
-    Put the hook on this node (or the host mounted at --root): binary, policy,
-    containerd base specs and config, CRI-O/Podman hooks.d.
+    [--replace-policy] [--own-namespace NS] [--bin-path PATH] [--policy-path PATH]
+    [--containerd-config PATH] [--containerd-config-version 2|3] [--spec-dir DIR]
+    [--hooks-dir DIR] [--only containerd|hooks.d] [--restart-command CMD]
+    Put the hook on this node (or the host mounted at --root): binary, policy (TOML or
+    PSA's YAML, with the exempt-*.toml fragments beside it merged in), the node file
+    (--own-namespace: the DaemonSet's namespace, exempt under every policy; containerd's
+    default handler; the runtime's directories), containerd base specs and config,
+    CRI-O/Podman hooks.d.
 ",
 };
 const UNINSTALL: Command = Command {
@@ -391,6 +394,7 @@ fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliErro
             Long("binary") => o.binary_source = Some(path_value(&mut p, c)?),
             Long("policy") => o.policy_source = Some(path_value(&mut p, c)?),
             Long("replace-policy") => o.replace_policy = true,
+            Long("own-namespace") => o.own_namespace = Some(value(&mut p, c)?),
             Long("purge") if uninstall => o.purge = true,
             Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
             Long("policy-path") => o.policy_path = path_value(&mut p, c)?,

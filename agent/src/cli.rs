@@ -13,7 +13,7 @@ pub const USAGE: &str = "\
 usage: pss-guard-agent [--log FILE] [--position FILE] [--listen ADDR] [--node NAME] [--from-start]
            [--snapshot FILE] [--snapshot-refresh SECS] [--no-watch]
            [--policy-source FILE --policy-dest FILE] [--host-root DIR]
-           [--containerd-config FILE] [--health] [--proc DIR]
+           [--containerd-config FILE] [--own-namespace NS] [--health] [--proc DIR]
 
 pss-guard's node agent (the DaemonSet's long-running container):
   - follows the hook's decision log and prints every record to stdout, with the node name;
@@ -37,6 +37,8 @@ pss-guard's node agent (the DaemonSet's long-running container):
   --containerd-config FILE  containerd's config as the host names it; the policy sync sets the
                           policy's [paths] from it, --health checks its handlers
                           [/etc/containerd/config.toml]
+  --own-namespace NS      the namespace this DaemonSet runs in (downward API): written to the
+                          node file beside --policy-dest, exempt under every policy form
   --health                check the hook's wiring on the host (`pss-guard health`) every 2 s,
                           in /readyz and the metrics
   --proc DIR              the host's /proc, for --health (the pod needs hostPID) [/proc]
@@ -58,6 +60,8 @@ pub struct Options {
     pub host_root: PathBuf,
     /// containerd's config, a host path (read under `host_root`).
     pub containerd_config: PathBuf,
+    /// The DaemonSet's namespace, for the node file.
+    pub own_namespace: Option<String>,
     pub health: bool,
     pub proc_dir: PathBuf,
 }
@@ -96,6 +100,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut host_root = PathBuf::from("/");
     let mut containerd_config = PathBuf::from(pss_guard::install::DEFAULT_CONTAINERD_CONFIG);
     let mut health = false;
+    let mut own_namespace = None;
     let mut proc_dir = PathBuf::from("/proc");
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -136,6 +141,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 containerd_config = PathBuf::from(p.value().map_err(|e| e.to_string())?)
             }
             Long("health") => health = true,
+            Long("own-namespace") => {
+                own_namespace = Some(string(&mut p, "--own-namespace")?).filter(|n| !n.is_empty())
+            }
             Long("proc") => proc_dir = PathBuf::from(p.value().map_err(|e| e.to_string())?),
             other => return Err(other.unexpected().to_string()),
         }
@@ -157,6 +165,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         policy,
         host_root,
         containerd_config,
+        own_namespace,
         health,
         proc_dir,
     })))

@@ -85,6 +85,7 @@ async fn serve(opts: &Options) -> Result<(), String> {
             poll: POLICY_POLL,
             host_root: opts.host_root.clone(),
             containerd_config: opts.containerd_config.clone(),
+            own_namespace: opts.own_namespace.clone(),
         });
         let s = Arc::clone(&shared);
         std::thread::Builder::new()

@@ -39,7 +39,14 @@ pub const MAX_NAMESPACES: usize = 200;
 /// Check IDs with their own label value (upstream has 20-odd); the rest share `_other`.
 pub const MAX_CHECKS: usize = 64;
 pub const OTHER: &str = "_other";
-const DECISIONS: [&str; 5] = ["allowed", "refused", "audit", "exempt", "error"];
+const DECISIONS: [&str; 6] = [
+    "allowed",
+    "refused",
+    "audit",
+    "exempt",
+    "error",
+    "would_refuse",
+];
 const LEVELS: [&str; 3] = ["privileged", "baseline", "restricted"];
 
 /// A label whose distinct values are capped: the first `max` values seen are kept.

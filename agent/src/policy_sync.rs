@@ -17,7 +17,12 @@
 //! name, as the installer does): one ConfigMap serves every node, but a node whose containerd
 //! keeps its `root`/`state` elsewhere (k3s, RKE2, custom images) would otherwise see every pod's
 //! `/etc/hosts` and `resolv.conf` as host paths and refuse every pod. A PodSecurityConfiguration
-//! (YAML) has no `[paths]`: it is installed as it is, and the hook uses the stock directories.
+//! (YAML) has no `[paths]`: it is installed as it is; the node file carries the directories.
+//!
+//! Fragments (`exempt-*.toml` keys of the same ConfigMap) are merged into the policy first
+//! (`pss_guard::config::compose`), and the node file beside the destination
+//! (`pss_guard::config::NodeFile`: this DaemonSet's namespace, containerd's default handler,
+//! the runtime's directories) is kept in step with the node on every poll.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +39,8 @@ pub struct PolicySyncOptions {
     /// where this node's runtime directories are read from.
     pub host_root: PathBuf,
     pub containerd_config: PathBuf,
+    /// This DaemonSet's namespace, for the node file.
+    pub own_namespace: Option<String>,
 }
 
 /// What one look at the source did.
@@ -54,6 +61,46 @@ pub struct PolicySync {
     last_failure: Option<String>,
     /// The `[paths]` lines last logged, so a change is logged once.
     last_paths: Vec<String>,
+}
+
+/// What this node says of itself, for the node file.
+pub fn node_file(
+    host_root: &std::path::Path,
+    containerd_config: &std::path::Path,
+    own_namespace: Option<&str>,
+) -> pss_guard::config::NodeFile {
+    let config = std::fs::read_to_string(pss_guard::install::files::under(
+        host_root,
+        containerd_config,
+    ))
+    .ok();
+    pss_guard::config::NodeFile {
+        own_namespace: own_namespace.map(str::to_owned),
+        default_runtime_handler: Some(match &config {
+            Some(text) => pss_guard::install::containerd::default_handler_of(text),
+            None => pss_guard::install::containerd::DEFAULT_HANDLER.to_owned(),
+        }),
+        paths: pss_guard::install::paths::for_host(host_root, containerd_config),
+    }
+}
+
+/// The source with the fragments beside it merged in; text that does not compose is returned
+/// as it is, for the load to report.
+pub fn composed(source: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let Ok(text) = String::from_utf8(bytes.clone()) else {
+        return Ok(bytes);
+    };
+    let dir = source.parent().unwrap_or(std::path::Path::new("."));
+    let fragments = pss_guard::config::fragments_in(dir).map_err(|e| {
+        format!(
+            "fragments in {}: {}",
+            dir.display(),
+            pss_guard::error::chain_of(&e)
+        )
+    })?;
+    pss_guard::config::compose(&text, &fragments)
+        .map(String::into_bytes)
+        .map_err(|e| pss_guard::error::chain_of(&e))
 }
 
 /// What is written for a source: a TOML policy with this node's `[paths]`, anything else (a
@@ -99,11 +146,23 @@ impl PolicySync {
 
     /// Looks at the source once.
     pub fn step(&mut self, shared: &Shared) -> Outcome {
+        self.sync_node_file(shared);
         let (src, dest) = (&self.opts.source, &self.opts.dest);
         let bytes = match std::fs::read(src) {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("reading {}: {e}", src.display());
+                return self.fail(shared, msg);
+            }
+        };
+        let bytes = match composed(src, bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!(
+                    "{}: {e}; the last good policy at {} stays in force",
+                    src.display(),
+                    dest.display()
+                );
                 return self.fail(shared, msg);
             }
         };
@@ -209,6 +268,38 @@ impl PolicySync {
         }
         self.installed = Some(out);
         Outcome::Synced(written)
+    }
+
+    /// Writes the node file beside the destination when what the node says has changed.
+    fn sync_node_file(&mut self, shared: &Shared) {
+        let path = self
+            .opts
+            .dest
+            .with_file_name(pss_guard::config::NODE_FILE_NAME);
+        let want = node_file(
+            &self.opts.host_root,
+            &self.opts.containerd_config,
+            self.opts.own_namespace.as_deref(),
+        )
+        .render()
+        .into_bytes();
+        if std::fs::read(&path).ok().as_ref() == Some(&want) {
+            return;
+        }
+        let tmp = fsutil::temp_path(&path);
+        let written =
+            fsutil::write_temp(&tmp, &want, 0o644).and_then(|()| fsutil::commit(&tmp, &path));
+        match written {
+            Ok(()) => eprintln!(
+                "pss-guard-agent: policy sync: node file {} written",
+                path.display()
+            ),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                let msg = format!("writing node file {}: {e}", path.display());
+                self.fail(shared, msg);
+            }
+        }
     }
 
     /// Runs forever on its own thread.
