@@ -122,11 +122,17 @@ fn configmap_updates_reach_the_host_and_a_broken_one_keeps_the_last_good_policy(
     let (code, body) = agent.get("/readyz");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("source INVALID"), "{body}");
-    let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+    let mut names: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["policy.toml"], "a temp file was left behind");
+    names.sort();
+    // The policy and the node file the agent writes beside it (`NODE_FILE_NAME`), nothing else.
+    assert_eq!(
+        names,
+        ["node.toml", "policy.toml"],
+        "a temp file was left behind"
+    );
 
     // The next good update goes through.
     let stricter = "enforce = \"restricted:latest\"\n[exempt]\nnamespaces = [\"team-ops\"]\n";
@@ -285,16 +291,15 @@ const POLICY_POLL: Duration = Duration::from_secs(2);
 /// a margin for a loaded machine (the agent's read, check and fsync'ed write, and the hook run).
 const BREAK_GLASS_BOUND: Duration = Duration::from_secs(5);
 
-/// The one policy line that breaks glass, and the decision the hook then records for a
-/// container the enforcing policy refuses.
-const BREAK_GLASS: &str = "enforce = \"privileged:latest\"";
-const BREAK_GLASS_DECISION: &str = "allowed";
+/// The policy's top lines enforcing, and breaking glass: the same policy in observe mode (one
+/// line added), under which the hook refuses nothing and records what it would have refused.
 const ENFORCING: &str = "enforce = \"baseline:latest\"";
+const BREAK_GLASS: &str = "enforce = \"baseline:latest\"\nmode = \"observe\"";
 
-/// The cluster-wide break glass: the ConfigMap's policy switched so that nothing is refused,
-/// published as the kubelet publishes it; the real hook, run on a container the enforcing
-/// policy refuses, lets it through within [`BREAK_GLASS_BOUND`] of the swap, and the agent
-/// prints the record; switching back refuses again within the same bound. Three rounds; the
+/// The cluster-wide break glass: the ConfigMap's policy switched to `mode = "observe"`, published
+/// as the kubelet publishes it; the real hook, run on a container the enforcing policy refuses,
+/// lets it through within [`BREAK_GLASS_BOUND`] of the swap and records `would_refuse` with the
+/// violations, which the agent prints; switching back refuses again within the same bound. Three rounds; the
 /// times are printed (`--nocapture`).
 #[test]
 fn break_glass_through_the_configmap_reaches_the_hook_within_a_poll() {
@@ -346,10 +351,12 @@ fn break_glass_through_the_configmap_reaches_the_hook_within_a_poll() {
                 break r;
             }
         };
-        assert_eq!(rec["decision"], BREAK_GLASS_DECISION, "{rec}");
-        if BREAK_GLASS_DECISION == "would_refuse" {
-            assert!(!rec["violations"].as_array().unwrap().is_empty(), "{rec}");
-        }
+        assert_eq!(rec["decision"], "would_refuse", "{rec}");
+        assert_eq!(rec["policy"], "baseline:latest", "{rec}");
+        assert!(
+            !rec["violations"].as_array().unwrap().is_empty(),
+            "the observed record keeps the violations: {rec}"
+        );
 
         let swapped = publish(
             &volume,
