@@ -106,7 +106,7 @@ pub fn run(opts: &FollowOptions, shared: &Shared, cursor: &Cursor) {
     loop {
         // A bug must not leave `/metrics` claiming the follower is up: a panic is a failure too.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            follow(opts, shared, cursor, &mut start)
+            follow(opts, shared, cursor, &start)
         }))
         .unwrap_or_else(|_| Err(io::Error::other("the follower panicked")));
         if let Some(p) = cursor.current() {
@@ -142,12 +142,7 @@ fn emit(line: &[u8], opts: &FollowOptions, shared: &Shared) {
 
 /// Follows the log from where `start` says, and each file that followed it in rotation, until
 /// the chain is lost (`Ok`: start again from the position reached) or reading fails (`Err`).
-fn follow(
-    opts: &FollowOptions,
-    shared: &Shared,
-    cursor: &Cursor,
-    start: &mut Start,
-) -> io::Result<()> {
+fn follow(opts: &FollowOptions, shared: &Shared, cursor: &Cursor, start: &Start) -> io::Result<()> {
     let Some((f, offset)) = open_start(opts, shared, start)? else {
         // No container has started since install: nothing to follow yet, nothing wrong.
         set_up(shared);
