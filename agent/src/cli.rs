@@ -10,7 +10,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9713";
 pub const DEFAULT_SNAPSHOT_PATH: &str = "/var/lib/pss-guard/cluster.json";
 
 pub const USAGE: &str = "\
-usage: pss-guard-agent [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
+usage: pss-guard-agent [--log FILE] [--position FILE] [--listen ADDR] [--node NAME] [--from-start]
            [--snapshot FILE] [--snapshot-refresh SECS] [--no-watch]
            [--policy-source FILE --policy-dest FILE] [--host-root DIR]
            [--containerd-config FILE] [--own-namespace NS] [--health] [--proc DIR]
@@ -24,7 +24,10 @@ pss-guard's node agent (the DaemonSet's long-running container):
   --log FILE              decision log to follow [HOST-ROOT/var/log/pss-guard/decisions.log]
   --listen ADDR           metrics address [0.0.0.0:9713]
   --node NAME             Kubernetes node name put in printed records (downward API)
-  --from-start            also print and count the records already in the log
+  --position FILE         where the read position in the log is kept across restarts
+                          [HOST-ROOT/var/lib/pss-guard/log-position]
+  --from-start            ignore the saved position: print and count the current log from its
+                          start (without a saved position it is read from its start anyway)
   --snapshot FILE         snapshot file to write [HOST-ROOT/var/lib/pss-guard/cluster.json]
   --snapshot-refresh SECS rewrite the snapshot at least this often while watches are healthy [300]
   --no-watch              no API server access: no watches, no snapshot
@@ -45,6 +48,8 @@ pss-guard's node agent (the DaemonSet's long-running container):
 #[derive(Clone, Debug)]
 pub struct Options {
     pub log: PathBuf,
+    /// The follower's position file.
+    pub position: PathBuf,
     pub listen: SocketAddr,
     pub node: Option<String>,
     pub from_start: bool,
@@ -83,6 +88,7 @@ fn string(p: &mut lexopt::Parser, name: &str) -> Result<String, String> {
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Command, String> {
     let mut p = lexopt::Parser::from_args(args);
     let mut log = None;
+    let mut position = None;
     let mut snapshot = None;
     let mut source = None;
     let mut dest = None;
@@ -101,6 +107,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
             Long("log") => log = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("position") => {
+                position = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
             Long("listen") => {
                 listen = string(&mut p, "--listen")?
                     .parse()
@@ -146,6 +155,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     };
     Ok(Command::Run(Box::new(Options {
         log: log.unwrap_or_else(|| under(&host_root, pss_guard::config::DEFAULT_LOG_PATH)),
+        position: position.unwrap_or_else(|| crate::position::default_path(&host_root)),
         snapshot: snapshot.unwrap_or_else(|| under(&host_root, DEFAULT_SNAPSHOT_PATH)),
         listen,
         node,
@@ -177,6 +187,7 @@ mod tests {
         let o = run(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(o.log, Path::new("/var/log/pss-guard/decisions.log"));
         assert_eq!(o.snapshot, Path::new("/var/lib/pss-guard/cluster.json"));
+        assert_eq!(o.position, Path::new("/var/lib/pss-guard/log-position"));
         assert_eq!(o.listen.to_string(), "0.0.0.0:9713");
         assert!(o.watch && o.policy.is_none());
     }
@@ -189,6 +200,10 @@ mod tests {
         assert_eq!(
             o.snapshot,
             Path::new("/host/var/lib/pss-guard/cluster.json")
+        );
+        assert_eq!(
+            o.position,
+            Path::new("/host/var/lib/pss-guard/log-position")
         );
     }
 

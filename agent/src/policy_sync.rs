@@ -1,6 +1,10 @@
 //! The policy ConfigMap, mounted in the agent's pod, copied to the host path the hook reads,
 //! without a rollout restart. The kubelet updates a ConfigMap volume by swapping a symlink
 //! (`..data`), so the source is simply re-read every poll and compared with what was last seen.
+//! While the source stays the same, the destination is compared with what was last installed:
+//! a policy file deleted or edited on the host is written again (the ConfigMap is the one
+//! source of the policy on a node that runs the agent), counted in
+//! `pss_guard_policy_restored_total`.
 //!
 //! A changed source is written to a temp file beside the destination and loaded from there with
 //! the hook's own parser (`pss_guard::config::Policy::load`): the bytes that are checked are the
@@ -52,6 +56,8 @@ pub enum Outcome {
 pub struct PolicySync {
     opts: PolicySyncOptions,
     last_seen: Option<Vec<u8>>,
+    /// The bytes last installed at the destination (a policy that loaded).
+    installed: Option<Vec<u8>>,
     last_failure: Option<String>,
     /// The `[paths]` lines last logged, so a change is logged once.
     last_paths: Vec<String>,
@@ -119,6 +125,7 @@ impl PolicySync {
         PolicySync {
             opts,
             last_seen: None,
+            installed: None,
             last_failure: None,
             last_paths: Vec::new(),
         }
@@ -170,8 +177,30 @@ impl PolicySync {
         // What would be written: a changed source, or a runtime config that moved its
         // directories, is a change.
         if self.last_seen.as_ref() == Some(&out) {
-            return Outcome::Unchanged;
+            // The source is as it was: the destination must still hold what was installed (also
+            // while the source does not load: then the last good policy is put back).
+            let Some(good) = self.installed.clone() else {
+                return Outcome::Unchanged;
+            };
+            if std::fs::read(dest).ok().as_ref() == Some(&good) {
+                return Outcome::Unchanged;
+            }
+            eprintln!(
+                "pss-guard-agent: policy sync: {} was removed or changed on the host while the ConfigMap was not: installing the last good policy again",
+                dest.display()
+            );
+            if let Some(p) = shared.status().policy.as_mut() {
+                p.restored += 1;
+            }
+            return self.install(shared, good, true);
         }
+        self.install(shared, out, false)
+    }
+
+    /// Checks `out` with the hook's parser and renames it onto the destination. `restoring`: it
+    /// is the last good policy put back, and says nothing new about the source.
+    fn install(&mut self, shared: &Shared, out: Vec<u8>, restoring: bool) -> Outcome {
+        let (src, dest) = (&self.opts.source, &self.opts.dest);
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = std::fs::create_dir_all(dir)
         {
@@ -186,6 +215,14 @@ impl PolicySync {
         }
         if let Err(e) = pss_guard::config::Policy::load(&tmp) {
             let _ = std::fs::remove_file(&tmp);
+            if restoring {
+                let msg = format!(
+                    "the last good policy no longer loads, {} left as it is: {}",
+                    dest.display(),
+                    pss_guard::error::chain_of(&e)
+                );
+                return self.fail(shared, msg);
+            }
             let msg = format!(
                 "{} does not load, the last good policy at {} stays in force: {}",
                 src.display(),
@@ -217,14 +254,19 @@ impl PolicySync {
             );
             true
         };
-        self.last_seen = Some(out);
         self.last_failure = None;
         let mut st = shared.status();
         if let Some(p) = st.policy.as_mut() {
             p.synced += u64::from(written);
-            p.source_valid = Some(true);
-            p.last_error = None;
+            if !restoring {
+                p.source_valid = Some(true);
+                p.last_error = None;
+            }
         }
+        if !restoring {
+            self.last_seen = Some(out.clone());
+        }
+        self.installed = Some(out);
         Outcome::Synced(written)
     }
 
