@@ -6,7 +6,11 @@
 //! captured, the two CRI documents the hook's CRI view reads) and per policy version the case
 //! holds at: the decision and the IDs of the failing checks. It is computed the way the hook
 //! computes it: the spec's facts (as `check --offline` collects them), then, where the spec
-//! alone does not refuse, again with the CRI view parsed by the hook's own parsers.
+//! alone does not refuse, again with the CRI view parsed by the hook's own parsers. Each case
+//! is judged under both readings of an absent `linux.seccomp` (`seccomp_absent`: `unset`, the
+//! default, and `unconfined`, the conformance run's seccomp-default nodes): under the default
+//! alone an Unconfined profile and an unset one look the same, and seccompProfile_baseline
+//! would refuse nothing.
 //!
 //! The switch that leaves a check out ([`super::DISABLED`]) exists only in test builds of the
 //! library: no binary can carry it.
@@ -17,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config::Policy;
-use crate::policy::{Ambiguity, CHECKS, LevelVersion, Report};
+use crate::policy::{Ambiguity, CHECKS, LevelVersion, Report, SeccompAbsent};
 use crate::spec::{self, Runtime, RuntimeArg, Target};
 
 /// Checks that fail in a captured case only where another check fails too, and why they
@@ -38,11 +42,12 @@ const NEVER_FAILS: &[(&str, &str)] = &[(
 type Verdict = (bool, Vec<&'static str>);
 
 struct Case {
-    dir: PathBuf,
     name: String,
     policies: Vec<LevelVersion>,
     policy: Policy,
-    container_id: String,
+    /// The spec's facts, as `check --offline` collects them.
+    facts: crate::facts::Facts,
+    container: String,
     view: Option<crate::cri::View>,
 }
 
@@ -127,12 +132,24 @@ fn case(dir: &Path) -> Case {
         }
         _ => None,
     };
+    let sandbox = dir.join("sandbox.json");
+    let target = Target {
+        id: meta["container_id"].as_str().unwrap_or("").to_owned(),
+        bundle: dir.to_owned(),
+        spec_file: Some(dir.join("config.json")),
+        sandbox_file: sandbox.is_file().then_some(sandbox),
+        runtime: RuntimeArg::Named(Runtime::Containerd),
+    };
+    let loaded = spec::load(&target, &policy.paths)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.error.chain()));
+    let facts =
+        spec::collect(&loaded, &policy, false).unwrap_or_else(|e| panic!("{name}: {}", e.chain()));
     Case {
-        dir: dir.to_owned(),
+        container: loaded.identity.container_name().to_owned(),
         name,
         policies,
         policy,
-        container_id: meta["container_id"].as_str().unwrap_or("").to_owned(),
+        facts,
         view,
     }
 }
@@ -142,30 +159,17 @@ fn failing(r: &Report) -> Verdict {
 }
 
 /// The hook's verdict for one case at one policy.
-fn verdict(c: &Case, lv: LevelVersion) -> Verdict {
-    let sandbox = c.dir.join("sandbox.json");
-    let target = Target {
-        id: c.container_id.clone(),
-        bundle: c.dir.clone(),
-        spec_file: Some(c.dir.join("config.json")),
-        sandbox_file: sandbox.is_file().then_some(sandbox),
-        runtime: RuntimeArg::Named(Runtime::Containerd),
-    };
-    let loaded = spec::load(&target, &c.policy.paths)
-        .unwrap_or_else(|e| panic!("{}: {}", c.name, e.error.chain()));
-    let facts = spec::collect(&loaded, &c.policy, false)
-        .unwrap_or_else(|e| panic!("{}: {}", c.name, e.chain()));
+fn verdict(c: &Case, lv: LevelVersion, seccomp_absent: SeccompAbsent) -> Verdict {
     let ambiguity = Ambiguity {
-        seccomp_absent: c.policy.seccomp_absent,
+        seccomp_absent,
         legacy_volumes: c.policy.legacy_volumes,
     };
-    let name = loaded.identity.container_name();
     let run = |view| {
         super::evaluate(
-            &facts,
+            &c.facts,
             view,
             lv,
-            name,
+            &c.container,
             ambiguity,
             c.policy.runtime_default_caps,
         )
@@ -182,7 +186,12 @@ fn report(cases: &[Case]) -> BTreeMap<(String, String), Verdict> {
     let mut out = BTreeMap::new();
     for c in cases {
         for lv in &c.policies {
-            out.insert((c.name.clone(), lv.to_string()), verdict(c, *lv));
+            for absent in [SeccompAbsent::Unset, SeccompAbsent::Unconfined] {
+                out.insert(
+                    (c.name.clone(), format!("{lv}, seccomp_absent {absent:?}")),
+                    verdict(c, *lv, absent),
+                );
+            }
         }
     }
     out
