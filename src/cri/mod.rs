@@ -505,6 +505,17 @@ mod tests {
             let _ = parse_container_info(json.as_bytes());
             let _ = parse_sandbox_metadata(json.as_bytes(), "s");
         }
+
+        /// Whatever kubelet's annotations hold (any text), parsing returns.
+        #[test]
+        fn any_annotation_value_parses_or_is_a_format_error(
+            value in "[\\[\\]{}\"a-zA-Z0-9:,. -]{0,80}",
+            key in proptest::sample::select(vec![PORTS_ANNOTATION, PRE_STOP_ANNOTATION]),
+        ) {
+            let doc = serde_json::json!({"sandboxID": "s", "config": {
+                "metadata": {"name": "a"}, "annotations": {key: value}}});
+            let _ = parse_container_info(doc.to_string().as_bytes());
+        }
     }
 
     #[test]

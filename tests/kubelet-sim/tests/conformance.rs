@@ -99,53 +99,62 @@ const DIVERGENT: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Refusals by something other than the fixture's own check that a node is expected to
-/// give: (stacks it holds on ("*" = every stack), fixture stem prefix, expected pass/fail,
-/// substrings the real error must all contain, reason). A refusal on a stack not listed is
-/// wrong: a new stack starts with only the "*" rows.
-const EXPECTED_OTHER: &[(&[&str], &str, bool, &[&str], &str)] = &[
-    (
-        &["*"],
-        "base_windows",
-        true,
-        &["PodOSNotSupported"],
-        "a Windows pod (spec.os.name: windows): kubelet on a Linux node rejects it at admission",
-    ),
-    (
-        &["bookworm", "trixie"],
-        "procmount1",
-        true,
-        &["pss-guard: ", "violates PodSecurity", ": procMount ("],
-        "Unmasked is allowed only with hostUsers: false, and containerd 1.x has no pod user namespaces. A real kubelet never starts this pod here: with UserNamespacesSupport on it refuses a hostUsers: false pod on a runtime without them (kubernetes/kubernetes#123216), with it off the API server drops hostUsers and rejects Unmasked in validation. kubelet-sim drops the field instead so the pod reaches the hook, which refuses the unmasked /proc in the host user namespace",
-    ),
-    (
-        &["*"],
-        "selinuxoptions1",
-        true,
-        &["the format of 'level' \"somevalue\" is not correct"],
-        "containerd validates the SELinux level even with SELinux off, and \"somevalue\" is not an MLS level: CreateContainer fails",
-    ),
-    (
-        &["*"],
-        "sysctls0",
-        false,
-        &["SysctlForbidden: forbidden sysctl: \"othersysctl\""],
-        "kubelet's sysctl admission refuses a sysctl outside its allowlist before the runtime sees the pod",
-    ),
-    (
-        &["*"],
-        "runasuser",
-        false,
-        &["container's runAsUser breaks non-root policy"],
-        "kubelet refuses runAsUser: 0 with runAsNonRoot: true (verifyRunAsNonRoot) before the runtime sees the container",
-    ),
-    (
-        &["*"],
-        "windowshostprocess",
-        false,
-        &["pss-guard: ", "violates PodSecurity", ": host namespaces ("],
-        "a HostProcess pod must use the host network: pss-guard refuses it for hostNamespaces, the only trace a Linux runtime spec keeps",
-    ),
+/// A refusal by something other than the fixture's own check that a node is expected to
+/// give. One on a stack not listed is wrong: a new stack starts with only the "*" rows.
+struct Other {
+    /// The stacks it holds on ("*" = every stack).
+    stacks: &'static [&'static str],
+    /// The fixture stem prefix.
+    stem: &'static str,
+    expect_pass: bool,
+    /// Substrings the real error must all contain.
+    needles: &'static [&'static str],
+    reason: &'static str,
+}
+
+const EXPECTED_OTHER: &[Other] = &[
+    Other {
+        stacks: &["*"],
+        stem: "base_windows",
+        expect_pass: true,
+        needles: &["PodOSNotSupported"],
+        reason: "a Windows pod (spec.os.name: windows): kubelet on a Linux node rejects it at admission",
+    },
+    Other {
+        stacks: &["bookworm", "trixie"],
+        stem: "procmount1",
+        expect_pass: true,
+        needles: &["pss-guard: ", "violates PodSecurity", ": procMount ("],
+        reason: "Unmasked is allowed only with hostUsers: false, and containerd 1.x has no pod user namespaces. A real kubelet never starts this pod here: with UserNamespacesSupport on it refuses a hostUsers: false pod on a runtime without them (kubernetes/kubernetes#123216), with it off the API server drops hostUsers and rejects Unmasked in validation. kubelet-sim drops the field instead so the pod reaches the hook, which refuses the unmasked /proc in the host user namespace",
+    },
+    Other {
+        stacks: &["*"],
+        stem: "selinuxoptions1",
+        expect_pass: true,
+        needles: &["the format of 'level' \"somevalue\" is not correct"],
+        reason: "containerd validates the SELinux level even with SELinux off, and \"somevalue\" is not an MLS level: CreateContainer fails",
+    },
+    Other {
+        stacks: &["*"],
+        stem: "sysctls0",
+        expect_pass: false,
+        needles: &["SysctlForbidden: forbidden sysctl: \"othersysctl\""],
+        reason: "kubelet's sysctl admission refuses a sysctl outside its allowlist before the runtime sees the pod",
+    },
+    Other {
+        stacks: &["*"],
+        stem: "runasuser",
+        expect_pass: false,
+        needles: &["container's runAsUser breaks non-root policy"],
+        reason: "kubelet refuses runAsUser: 0 with runAsNonRoot: true (verifyRunAsNonRoot) before the runtime sees the container",
+    },
+    Other {
+        stacks: &["*"],
+        stem: "windowshostprocess",
+        expect_pass: false,
+        needles: &["pss-guard: ", "violates PodSecurity", ": host namespaces ("],
+        reason: "a HostProcess pod must use the host network: pss-guard refuses it for hostNamespaces, the only trace a Linux runtime spec keeps",
+    },
 ];
 
 #[derive(Clone, Debug)]
@@ -444,13 +453,13 @@ fn divergent_reason(check: &str, config: &str) -> Option<&'static str> {
 fn expected_other(case: &Case, stack: &str, errors: &str) -> Option<&'static str> {
     EXPECTED_OTHER
         .iter()
-        .find(|(stacks, stem, pass, needles, _)| {
-            stacks.iter().any(|s| *s == "*" || *s == stack)
-                && case.stem.starts_with(stem)
-                && *pass == case.expect_pass
-                && needles.iter().all(|n| errors.contains(n))
+        .find(|o| {
+            o.stacks.iter().any(|s| *s == "*" || *s == stack)
+                && case.stem.starts_with(o.stem)
+                && o.expect_pass == case.expect_pass
+                && o.needles.iter().all(|n| errors.contains(n))
         })
-        .map(|(_, _, _, _, reason)| *reason)
+        .map(|o| o.reason)
 }
 
 /// The node dir and ids vary between runs: keep them out of the compared report.
@@ -1058,7 +1067,7 @@ const CONTROLS: &[(&str, &str, &str)] = &[
     (
         "Volume types (`restrictedVolumes`)",
         "partly",
-        "as hostPath: only mounted volumes reach the node",
+        "as hostPath; plugins that serve PVs too (nfs) are read by a policy switch",
     ),
     (
         "Privilege escalation (`allowPrivilegeEscalation`)",
