@@ -1,8 +1,9 @@
 //! The node's decision log: one JSON object per decision, appended with a single `write(2)` to a
 //! file opened with `O_APPEND`, so concurrent hooks never interleave or lose records.
 //!
-//! Records carry names, IDs and the violated checks; never environment values, arguments or
-//! annotation values, which can hold secrets. Each record starts with `"schema"`, the version of
+//! Records carry names, IDs, the violated checks and every evaluated check's outcome (`checks`:
+//! pass, fail, not observable with why, covered by which check); never environment values,
+//! arguments or annotation values, which can hold secrets. Each record starts with `"schema"`, the version of
 //! the record format ([`SCHEMA_VERSION`]), so log pipelines can tell formats apart.
 //!
 //! Rotation by size, done by the hook that finds the file over the limit after its own append:
@@ -19,7 +20,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::report::{Decision, Kind, ViolationJson, violations_json};
+use crate::report::{ChecksJson, Decision, Kind, ViolationJson, checks_json, violations_json};
 
 /// The version of the record format: bumped when a field changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -63,6 +64,9 @@ struct Record<'a> {
     image: Option<&'a str>,
     policy: String,
     violations: Vec<ViolationJson<'a>>,
+    /// Every check of the enforced level and its outcome (absent when nothing was evaluated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<ChecksJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_policy: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -105,6 +109,7 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         image: kube.and_then(|k| k.image.as_deref()),
         policy: d.modes.enforce.to_string(),
         violations: d.report().map(violations_json).unwrap_or_default(),
+        checks: d.report().map(checks_json),
         audit_policy: d.audit().map(|a| a.policy.to_string()),
         audit_violations: d.audit().map(violations_json).unwrap_or_default(),
         warn_policy: d.warn().map(|w| w.policy.to_string()),

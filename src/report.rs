@@ -292,6 +292,38 @@ pub fn violations_json(r: &Report) -> Vec<ViolationJson<'_>> {
         .collect()
 }
 
+/// Every evaluated check's outcome, grouped, for the decision record: the IDs that passed and
+/// failed (the failures' details are in `violations`), and for the rest why (not observable at
+/// the node) or by which check (covered). Empty groups are left out.
+#[derive(Serialize, Default)]
+pub struct ChecksJson<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pass: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fail: Vec<&'a str>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub not_observable: std::collections::BTreeMap<&'a str, &'static str>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub covered: std::collections::BTreeMap<&'a str, &'static str>,
+}
+
+pub fn checks_json(r: &Report) -> ChecksJson<'_> {
+    let mut out = ChecksJson::default();
+    for c in &r.results {
+        match &c.outcome {
+            Outcome::Pass => out.pass.push(c.id),
+            Outcome::Fail { .. } => out.fail.push(c.id),
+            Outcome::NotObservable { why } => {
+                out.not_observable.insert(c.id, why);
+            }
+            Outcome::Covered { by } => {
+                out.covered.insert(c.id, by);
+            }
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct CheckJson<'a> {
     check: &'a str,

@@ -79,6 +79,44 @@ fn allowed_refused_and_error_follow_the_contract() {
     assert_eq!(recs[1]["violations"][0]["check"], "privileged");
     assert_eq!(recs[1]["violations"][0]["reason"], "privileged");
     assert!(recs[2]["error"].as_str().unwrap().contains("parsing"));
+    // Every record of an evaluated container carries each check's outcome, grouped.
+    let ids = |r: &Value, group: &str| -> Vec<String> {
+        r["checks"][group]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert!(ids(&recs[0], "fail").is_empty(), "{}", recs[0]);
+    assert!(ids(&recs[0], "pass").contains(&"privileged".to_owned()));
+    assert!(
+        recs[0]["checks"]["not_observable"]["hostPorts"]
+            .as_str()
+            .is_some_and(|why| why.contains("port mappings")),
+        "{}",
+        recs[0]
+    );
+    assert_eq!(ids(&recs[1], "fail"), ["privileged"]);
+    // What privileged implies is covered by it, not failed twice.
+    assert_eq!(
+        recs[1]["checks"]["covered"]["capabilities_baseline"],
+        "privileged"
+    );
+    let total = |r: &Value| {
+        ids(r, "pass").len()
+            + ids(r, "fail").len()
+            + r["checks"]["not_observable"]
+                .as_object()
+                .map_or(0, |o| o.len())
+            + r["checks"]["covered"].as_object().map_or(0, |o| o.len())
+    };
+    assert_eq!(
+        total(&recs[0]),
+        12,
+        "every baseline check once: {}",
+        recs[0]
+    );
+    assert_eq!(total(&recs[1]), 12, "{}", recs[1]);
+    assert!(recs[2].get("checks").is_none(), "nothing was evaluated");
 }
 
 #[test]

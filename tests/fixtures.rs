@@ -89,13 +89,13 @@ fn psa_verdict(meta: &Value) -> Option<(String, Option<String>)> {
     }
 }
 
-/// `vA-vB` -> both ends; the captured policy's own version is run too.
+/// `vA-vB,vC` -> every end of every range; the captured policy's own version is run too.
 fn versions(meta: &Value) -> Vec<String> {
     let policy = meta["policy"].as_str().unwrap_or("baseline:latest");
     let (level, version) = policy.split_once(':').expect("level:version");
     let mut out = vec![version.to_owned()];
-    if let Some((a, b)) = meta["versions"].as_str().and_then(|v| v.split_once('-')) {
-        out.extend([a.to_owned(), b.to_owned()]);
+    if let Some(v) = meta["versions"].as_str() {
+        out.extend(v.split([',', '-']).map(str::to_owned));
     }
     out.sort();
     out.dedup();

@@ -7,7 +7,9 @@
 //!
 //! - the container's `ContainerConfig` in the verbose answer of CRI `ContainerStatus`
 //!   (`info["info"]`, a JSON document whose `config` is the config in Go's JSON encoding:
-//!   snake_case names, enums as integers, zero values left out);
+//!   snake_case names, enums as integers, zero values left out), with the annotations
+//!   kubelet adds to every container config: the container's `ports` (an init container's
+//!   too) and its `lifecycle.preStop` handler, each as Kubernetes API JSON;
 //! - the pod's `PodSandboxConfig` in the sandbox container's extension
 //!   `io.cri-containerd.sandbox.metadata` (containerd's containers API). This is containerd's
 //!   internal record, versioned `"v1"`, read the same way by containerd 1.6, 1.7 and 2.x; the
@@ -48,7 +50,22 @@ pub struct ContainerView {
     /// `selinux_options`, when kubelet sent any (the pod's, unless the container set its own).
     pub selinux: Option<SeLinux>,
     pub apparmor: AppArmorRequest,
+    /// The container's own non-zero `hostPort`s, sorted, unique, from the annotation
+    /// [`PORTS_ANNOTATION`] kubelet writes on every container config with ports, init
+    /// containers included (kuberuntime `newContainerAnnotations`).
+    pub host_ports: Vec<i32>,
+    /// The `host` of the container's `preStop` handler (`httpGet` or `tcpSocket`), from the
+    /// annotation [`PRE_STOP_ANNOTATION`]; empty when there is none or it names no host.
+    pub pre_stop_hosts: Vec<String>,
 }
+
+/// The container-config annotation in which kubelet sends the container's `ports`, as the JSON
+/// of `[]v1.ContainerPort` (kubernetes pkg/kubelet/kuberuntime/labels.go, `containerPortsLabel`).
+pub const PORTS_ANNOTATION: &str = "io.kubernetes.container.ports";
+/// The container-config annotation in which kubelet sends the container's `lifecycle.preStop`,
+/// as the JSON of a `v1.LifecycleHandler` (labels.go, `containerPreStopHandlerLabel`). kubelet
+/// runs the handler itself when it stops the container; it keeps it here to find it again.
+pub const PRE_STOP_ANNOTATION: &str = "io.kubernetes.container.preStopHandler";
 
 /// The pod's `PodSandboxConfig`, the parts Pod Security reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,7 +74,8 @@ pub struct PodView {
     pub name: String,
     pub uid: String,
     /// Every non-zero `port_mappings[].host_port`, sorted, unique. kubelet maps the ports of
-    /// the app containers only: an init container's `hostPort` is never sent.
+    /// the app containers only; every container's own ports, an init container's included,
+    /// come in its config's annotation ([`ContainerView::host_ports`]).
     pub host_ports: Vec<i32>,
     /// The pod-level `linux.security_context.selinux_options`.
     pub selinux: Option<SeLinux>,
@@ -112,6 +130,75 @@ struct ContainerInfo {
 struct ContainerConfig {
     metadata: Option<Metadata>,
     linux: Option<LinuxContainerConfig>,
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// `v1.ContainerPort` in the Kubernetes API's JSON, the field read here.
+#[derive(Deserialize)]
+struct ApiContainerPort {
+    #[serde(rename = "hostPort", default)]
+    host_port: i32,
+}
+
+/// `v1.LifecycleHandler` in the Kubernetes API's JSON, the fields that can name a host.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ApiLifecycleHandler {
+    #[serde(rename = "httpGet")]
+    http_get: Option<ApiHostField>,
+    #[serde(rename = "tcpSocket")]
+    tcp_socket: Option<ApiHostField>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ApiHostField {
+    host: String,
+}
+
+/// The container's non-zero host ports from kubelet's ports annotation.
+fn annotated_host_ports(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<i32>, FormatError> {
+    let Some(raw) = annotations.get(PORTS_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let ports: Vec<ApiContainerPort> = serde_json::from_str(raw).map_err(|e| {
+        format_error(format!(
+            "annotation {PORTS_ANNOTATION} is not the JSON expected: {e}"
+        ))
+    })?;
+    let mut out: Vec<i32> = ports
+        .iter()
+        .map(|p| p.host_port)
+        .filter(|p| *p != 0)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The hosts named by the container's preStop handler from kubelet's annotation.
+fn annotated_pre_stop_hosts(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<String>, FormatError> {
+    let Some(raw) = annotations.get(PRE_STOP_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let h: ApiLifecycleHandler = serde_json::from_str(raw).map_err(|e| {
+        format_error(format!(
+            "annotation {PRE_STOP_ANNOTATION} is not the JSON expected: {e}"
+        ))
+    })?;
+    let mut out: Vec<String> = [h.http_get, h.tcp_socket]
+        .into_iter()
+        .flatten()
+        .map(|f| f.host)
+        .filter(|h| !h.is_empty())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 #[derive(Deserialize, Default)]
@@ -251,6 +338,8 @@ pub fn parse_container_info(json: &[u8]) -> Result<(String, ContainerView), Form
     if info.sandbox_id.is_empty() {
         return Err(format_error("container info names no sandbox"));
     }
+    let host_ports = annotated_host_ports(&config.annotations)?;
+    let pre_stop_hosts = annotated_pre_stop_hosts(&config.annotations)?;
     let sc = config
         .linux
         .and_then(|l| l.security_context)
@@ -269,6 +358,8 @@ pub fn parse_container_info(json: &[u8]) -> Result<(String, ContainerView), Form
         host_ipc: host_namespace(ns.map_or(0, |n| n.ipc), "ipc")?,
         selinux: sc.selinux_options.clone(),
         apparmor: apparmor(&sc)?,
+        host_ports,
+        pre_stop_hosts,
     };
     Ok((info.sandbox_id, view))
 }
@@ -338,6 +429,31 @@ mod tests {
     }
 
     #[test]
+    fn kubelets_ports_and_pre_stop_annotations_are_read() {
+        // As kubelet writes them (Kubernetes API JSON inside the CRI config's annotations).
+        let info = br#"{"sandboxID":"sb1","config":{"metadata":{"name":"initcontainer1"},
+            "annotations":{"io.kubernetes.container.ports":"[{\"hostPort\":12346,\"containerPort\":12346,\"protocol\":\"TCP\"},{\"containerPort\":12348,\"protocol\":\"TCP\"},{\"hostPort\":12346,\"containerPort\":1,\"protocol\":\"UDP\"}]",
+            "io.kubernetes.container.preStopHandler":"{\"httpGet\":{\"path\":\"/\",\"port\":8080,\"host\":\"bad.host\",\"scheme\":\"HTTP\"}}",
+            "io.kubernetes.container.type":"init"}}}"#;
+        let (_, v) = parse_container_info(info).unwrap();
+        assert_eq!(v.host_ports, [12346]);
+        assert_eq!(v.pre_stop_hosts, ["bad.host"]);
+        let tcp = br#"{"sandboxID":"s","config":{"metadata":{"name":"a"},"annotations":{"io.kubernetes.container.preStopHandler":"{\"tcpSocket\":{\"port\":1,\"host\":\"::1\"}}"}}}"#;
+        assert_eq!(parse_container_info(tcp).unwrap().1.pre_stop_hosts, ["::1"]);
+        let exec = br#"{"sandboxID":"s","config":{"metadata":{"name":"a"},"annotations":{"io.kubernetes.container.preStopHandler":"{\"exec\":{\"command\":[\"true\"]}}","io.kubernetes.container.ports":"[{\"containerPort\":80}]"}}}"#;
+        let (_, v) = parse_container_info(exec).unwrap();
+        assert!(v.pre_stop_hosts.is_empty() && v.host_ports.is_empty());
+        // A value kubelet would never write is a format error, not "no ports".
+        for bad in [
+            &br#"{"sandboxID":"s","config":{"metadata":{"name":"a"},"annotations":{"io.kubernetes.container.ports":"{"}}}"#[..],
+            br#"{"sandboxID":"s","config":{"metadata":{"name":"a"},"annotations":{"io.kubernetes.container.ports":"[{\"hostPort\":\"80\"}]"}}}"#,
+            br#"{"sandboxID":"s","config":{"metadata":{"name":"a"},"annotations":{"io.kubernetes.container.preStopHandler":"{\"httpGet\":{\"host\":5}}"}}}"#,
+        ] {
+            assert!(parse_container_info(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn the_deprecated_apparmor_string_is_read_when_the_field_is_absent() {
         let with = |s: &str| {
             format!(
@@ -388,6 +504,17 @@ mod tests {
             let _ = parse_sandbox_metadata(&bytes, "s");
             let _ = parse_container_info(json.as_bytes());
             let _ = parse_sandbox_metadata(json.as_bytes(), "s");
+        }
+
+        /// Whatever kubelet's annotations hold (any text), parsing returns.
+        #[test]
+        fn any_annotation_value_parses_or_is_a_format_error(
+            value in "[\\[\\]{}\"a-zA-Z0-9:,. -]{0,80}",
+            key in proptest::sample::select(vec![PORTS_ANNOTATION, PRE_STOP_ANNOTATION]),
+        ) {
+            let doc = serde_json::json!({"sandboxID": "s", "config": {
+                "metadata": {"name": "a"}, "annotations": {key: value}}});
+            let _ = parse_container_info(doc.to_string().as_bytes());
         }
     }
 

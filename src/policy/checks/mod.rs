@@ -69,6 +69,20 @@ pub(crate) mod testing {
         (check.eval)(f, &ctx)
     }
 
+    /// A context for a check's CRI part: `subject` names the container.
+    pub fn context(minor: u32, subject: &'static str) -> Context<'static> {
+        Context {
+            minor,
+            subject,
+            ambiguity: Ambiguity::default(),
+            runtime_default_caps: crate::facts::CapSet::from_names(
+                crate::facts::CONTAINERD_DEFAULT_CAPS,
+            )
+            .expect("kernel names"),
+            privileged: false,
+        }
+    }
+
     pub fn detail(o: Outcome) -> String {
         match o {
             Outcome::Fail { detail } => detail,

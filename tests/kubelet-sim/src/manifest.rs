@@ -1,6 +1,9 @@
 //! Reading a Pod manifest and applying what the API server would have done before kubelet
-//! ever sees the pod: defaulting, the seccomp/AppArmor annotation-to-field sync, and the
-//! ServiceAccount admission plugin's token volume. Static pods skip the API server, so
+//! ever sees the pod: defaulting, the AppArmor annotation-to-field sync, and the
+//! ServiceAccount admission plugin's token volume. The seccomp annotations are left alone, as
+//! the API server has left them since Kubernetes 1.27 (kubernetes/kubernetes#114947 removed
+//! their copy into `seccompProfile`; kubelet stopped reading them in 1.25): a pod that sets
+//! only the annotation runs with the profile kubelet picks for an unset one. Static pods skip the API server, so
 //! [`Source::Static`] applies only the defaulting kubelet's own static-pod path does.
 
 use std::collections::BTreeMap;
@@ -37,10 +40,8 @@ pub struct Volume {
     pub spec: Value,
 }
 
-/// Annotation keys the API server syncs into security-context fields (pod strategy
-/// `applySeccompVersionSkew` / `applyAppArmorVersionSkew`).
-const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
-const SECCOMP_CONTAINER_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+/// The annotation key prefix the API server syncs into the container's AppArmor field (pod
+/// strategy `applyAppArmorVersionSkew`).
 const APPARMOR_CONTAINER_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 /// Where the ServiceAccount admission plugin mounts the token volume.
 pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -116,7 +117,6 @@ fn default_pod(raw: &mut Value, source: Source) {
     }
 
     if source == Source::ApiServer {
-        sync_seccomp_annotations(spec, &annotations);
         sync_apparmor_annotations(spec, &annotations);
         add_service_account_volume(spec);
     }
@@ -128,16 +128,6 @@ fn default_pod(raw: &mut Value, source: Source) {
                     .or_insert_with(|| json!(DEFAULT_TERMINATION_MESSAGE_PATH));
             }
         }
-    }
-}
-
-fn seccomp_from_annotation(value: &str) -> Option<Value> {
-    match value {
-        "runtime/default" | "docker/default" => Some(json!({"type": "RuntimeDefault"})),
-        "unconfined" => Some(json!({"type": "Unconfined"})),
-        _ => value
-            .strip_prefix("localhost/")
-            .map(|p| json!({"type": "Localhost", "localhostProfile": p})),
     }
 }
 
@@ -185,25 +175,6 @@ fn sync_container_annotations(
             }
         }
     }
-}
-
-fn sync_seccomp_annotations(spec: &mut Map<String, Value>, annotations: &BTreeMap<String, String>) {
-    let profile = annotations
-        .get(SECCOMP_POD_ANNOTATION)
-        .and_then(|v| seccomp_from_annotation(v));
-    if let Some(profile) = profile
-        && let Some(sc) = child(spec, "securityContext")
-    {
-        sc.entry("seccompProfile").or_insert(profile);
-    }
-    sync_container_annotations(
-        spec,
-        annotations,
-        SECCOMP_CONTAINER_PREFIX,
-        "seccompProfile",
-        seccomp_from_annotation,
-        None,
-    );
 }
 
 /// `applyAppArmorVersionSkew` (kubernetes pkg/api/pod/util.go): a container annotation
@@ -299,8 +270,12 @@ spec:
         assert_eq!(m.pod.metadata.namespace.as_deref(), Some("default"));
         let sources: Vec<_> = m.volumes.iter().map(|v| v.source.as_str()).collect();
         assert_eq!(sources, ["emptyDir", "scaleIO", "projected"]);
-        let pod_sc = spec.security_context.unwrap();
-        assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "Unconfined");
+        // The seccomp annotation is not copied (Kubernetes 1.27+).
+        assert!(
+            spec.security_context
+                .and_then(|s| s.seccomp_profile)
+                .is_none()
+        );
         let c = &spec.containers[0];
         let aa = c
             .security_context

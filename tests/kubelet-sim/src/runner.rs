@@ -477,6 +477,22 @@ impl Kubelet {
             .unwrap_or_default())
     }
 
+    /// `info["info"]` of a verbose ContainerStatus: the runtime's record of the container,
+    /// with the CRI config kubelet sent (what pss-guard's CRI view reads).
+    pub async fn container_info(&mut self, id: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_string(),
+                verbose: true,
+            })
+            .await
+            .map_err(|s| Error::Cri("ContainerStatus", s))?
+            .into_inner()
+            .info
+            .remove("info"))
+    }
+
     /// The RuntimeClass handler: the override, else runtimeClassName, else the default.
     fn handler(&self, spec: &PodSpec) -> String {
         self.opts
@@ -643,7 +659,12 @@ impl Kubelet {
             Ok(sc) => sc,
             Err(msg) => return Ok(cr.fail("CreateContainerConfigError", msg)),
         };
-        let config = translate::container_config(&ctx.info, c, sc, mounts);
+        let container_type = match kind {
+            ContainerKind::Init => "init",
+            ContainerKind::App => "container",
+            ContainerKind::Ephemeral => "ephemeral",
+        };
+        let config = translate::container_config(&ctx.info, c, container_type, sc, mounts);
         let log_dir = Path::new(&ctx.info.log_dir).join(&c.name);
         fs::create_dir_all(&log_dir).map_err(|e| Error::Io(log_dir.clone(), e))?;
 

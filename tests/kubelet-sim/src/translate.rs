@@ -553,10 +553,12 @@ pub fn container_security_context(
 }
 
 /// kuberuntime `generateContainerConfig` (less what needs I/O: image user and mounts are
-/// passed in).
+/// passed in). `container_type` is kubelet's `io.kubernetes.container.type`: `init`,
+/// `container` or `ephemeral`.
 pub fn container_config(
     info: &PodInfo,
     c: &Container,
+    container_type: &str,
     security_context: cri::LinuxContainerSecurityContext,
     mounts: Vec<cri::Mount>,
 ) -> cri::ContainerConfig {
@@ -587,6 +589,7 @@ pub fn container_config(
         "io.kubernetes.pod.terminationGracePeriod".to_string(),
         "30".to_string(),
     );
+    annotations.extend(kubelet_container_annotations(c, container_type));
 
     // makeEnvironmentVariables: the kubernetes service variables come first, then the
     // container's literal values (valueFrom is not resolved).
@@ -635,6 +638,31 @@ pub fn container_config(
     }
 }
 
+/// The annotations kuberuntime `newContainerAnnotations` (pkg/kubelet/kuberuntime/labels.go)
+/// writes from the container itself, for every container kind: its `lifecycle.preStop` handler
+/// (`io.kubernetes.container.preStopHandler`) and its `ports`
+/// (`io.kubernetes.container.ports`), each as the JSON of the Kubernetes API object, and
+/// its type. kubelet keeps the handler and the ports there to find them again when it stops
+/// or inspects the container; the runtime stores them with the config.
+pub fn kubelet_container_annotations(c: &Container, container_type: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(pre_stop) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
+        && let Ok(json) = serde_json::to_string(pre_stop)
+    {
+        out.push(("io.kubernetes.container.preStopHandler".to_string(), json));
+    }
+    if let Some(ports) = c.ports.as_ref().filter(|p| !p.is_empty())
+        && let Ok(json) = serde_json::to_string(ports)
+    {
+        out.push(("io.kubernetes.container.ports".to_string(), json));
+    }
+    out.push((
+        "io.kubernetes.container.type".to_string(),
+        container_type.to_string(),
+    ));
+    out
+}
+
 fn kv(key: &str, value: &str) -> cri::KeyValue {
     cri::KeyValue {
         key: key.to_string(),
@@ -659,6 +687,38 @@ pub fn forbidden_sysctl(spec: &PodSpec, allowed_unsafe: &[String]) -> Option<Str
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Capabilities;
+
+    #[test]
+    fn ports_and_pre_stop_are_annotated_as_kubelet_does_for_every_container_kind() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "init", "image": "busybox",
+            "ports": [{"containerPort": 12346, "hostPort": 12346}, {"containerPort": 12348}],
+            "lifecycle": {"preStop": {"httpGet": {"host": "bad.host", "port": 8080}}}
+        }))
+        .expect("container");
+        let a: BTreeMap<String, String> = kubelet_container_annotations(&c, "init")
+            .into_iter()
+            .collect();
+        let ports: serde_json::Value =
+            serde_json::from_str(&a["io.kubernetes.container.ports"]).expect("ports json");
+        assert_eq!(ports[0]["hostPort"], 12346);
+        assert_eq!(ports[1]["containerPort"], 12348);
+        let pre_stop: serde_json::Value =
+            serde_json::from_str(&a["io.kubernetes.container.preStopHandler"]).expect("json");
+        assert_eq!(pre_stop["httpGet"]["host"], "bad.host");
+        assert_eq!(a["io.kubernetes.container.type"], "init");
+        // Neither without the fields (kubelet writes them only when set).
+        let bare: Container =
+            serde_json::from_value(serde_json::json!({"name": "c"})).expect("container");
+        let a = kubelet_container_annotations(&bare, "container");
+        assert_eq!(
+            a,
+            [(
+                "io.kubernetes.container.type".to_string(),
+                "container".to_string()
+            )]
+        );
+    }
 
     #[test]
     fn no_new_privs_only_for_explicit_false() {

@@ -1,5 +1,5 @@
 //! Issue 13's live proof: what only kubelet's CRI configs show (hostPorts, capabilities as
-//! written, SELinux options, AppArmor requests) is refused on the containerd test node, with
+//! written, SELinux options, AppArmor requests, a preStop host) is refused on the containerd test node, with
 //! PSA's reasons, by the hook reading those configs back from the node's containerd
 //! (`[paths] containerd_socket`, which node-up.sh points at the node's own socket). None of
 //! these pods violates anything the OCI spec alone shows: containerd drops hostPorts (no
@@ -161,7 +161,38 @@ fn cases() -> Vec<Case> {
                 "used",
             )
         },
+        // kubelet keeps a preStop handler in the container config's annotation
+        // io.kubernetes.container.preStopHandler; its host is PSA's probe or lifecycle host.
+        case(
+            "pre-stop-host",
+            pod(
+                "pre-stop-host",
+                "default",
+                "",
+                "{}",
+                "    lifecycle: {preStop: {httpGet: {host: bad.host, port: 8080}}}\n",
+            ),
+            Some((
+                "hostProbesAndHostLifecycle",
+                vec![
+                    r#"probe or lifecycle host (container "app" uses probe or lifecycle host "bad.host")"#,
+                ],
+            )),
+            "used",
+        ),
         // The same pods without the violating values start, the configs read all the same.
+        case(
+            "pre-stop-exec",
+            pod(
+                "pre-stop-exec",
+                "default",
+                "",
+                "{}",
+                "    lifecycle: {preStop: {exec: {command: [\"true\"]}}}\n",
+            ),
+            None,
+            "used",
+        ),
         case(
             "port-only",
             pod("port-only", "default", "", "{}", PORT_ONLY),
@@ -279,7 +310,7 @@ fn assert_refused_by_hook(run: &PodRun) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_only_the_cri_configs_show_is_refused_with_psa_reasons() {
     let node = Arc::new(TestNode::up());
-    // What the view shows is under test here, not how fast it comes: thirteen starts at once
+    // What the view shows is under test here, not how fast it comes: fifteen starts at once
     // on two shared cores have pushed a lookup past a budget of 100 ms (then the spec alone
     // decides, as the second test shows), so the budget is the most a policy may set.
     node.set_table_key("cri", "budget_ms", "2000");
