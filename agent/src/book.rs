@@ -533,7 +533,9 @@ mod tests {
     fn repeats_change_nothing_and_a_new_pod_of_the_same_name_replaces_the_old() {
         let mut b = Book::default();
         assert!(b.ingest(&refused("web", "u1"), "n", Source::Hook, T));
-        b.namespaces.get_mut("team-a").map(|n| n.dirty = None);
+        if let Some(n) = b.namespaces.get_mut("team-a") {
+            n.dirty = None;
+        }
         let later = Timestamp {
             seconds: 200,
             nanos: 0,
