@@ -490,3 +490,98 @@ fn a_burst_of_2000_decisions_stays_within_the_call_budget_and_loses_nothing() {
         .unwrap();
     assert!(dropped > 0, "the event queue is bounded:\n{m}");
 }
+
+/// A running container as containerd keeps its task bundle, below `root`.
+fn running_container(
+    root: &std::path::Path,
+    ns: &str,
+    pod: &str,
+    uid: &str,
+    id: &str,
+    privileged: bool,
+) {
+    let tasks = root.join("run/containerd/io.containerd.runtime.v2.task/k8s.io");
+    let mut app = spec(&["/bin/sleep", "1000"]);
+    if privileged {
+        for set in ["bounding", "effective", "permitted"] {
+            app["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+    }
+    app["annotations"] = json!({
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.container-name": "app",
+        "io.kubernetes.cri.sandbox-id": format!("sb-{id}"),
+        "io.kubernetes.cri.sandbox-name": pod,
+        "io.kubernetes.cri.sandbox-namespace": ns,
+        "io.kubernetes.cri.sandbox-uid": uid,
+        "io.kubernetes.cri.image-name": "registry.example/app:1"
+    });
+    let mut sandbox = spec(&["/pause"]);
+    sandbox["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
+    for (name, s) in [(format!("sb-{id}"), &sandbox), (id.to_owned(), &app)] {
+        std::fs::create_dir_all(tasks.join(&name)).unwrap();
+        std::fs::write(
+            tasks.join(&name).join("config.json"),
+            serde_json::to_vec(s).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn the_node_audit_reports_running_containers_enforcement_would_refuse() {
+    let api = StandIn::start(&[POLICYREPORTS]);
+    let node = Node::new();
+    let root = node.path().join("host");
+    std::fs::create_dir_all(root.join("etc/pss-guard")).unwrap();
+    std::fs::copy(node.policy_path(), root.join("etc/pss-guard/policy.toml")).unwrap();
+    running_container(&root, "team-c", "legacy-0", "uid-legacy", "app1", true);
+    running_container(&root, "team-c", "fine-0", "uid-fine", "app2", false);
+    api.with(|s| {
+        s.put(PODS, pod("team-c", "legacy-0", "uid-legacy", vec![]));
+        s.put(PODS, pod("team-c", "fine-0", "uid-fine", vec![]));
+    });
+    let _a = agent(
+        &api,
+        &node,
+        &[
+            "--reports",
+            "policyreport",
+            "--events",
+            "--host-root",
+            root.to_str().unwrap(),
+            "--audit-interval",
+            "1",
+        ],
+    );
+    api.wait(20, "the audit's results", |s| {
+        (results(s, POLICYREPORTS, "team-c")
+            == Some(vec![
+                triple("fine-0", "baseline", "pass"),
+                triple("legacy-0", "capabilities_baseline", "fail"),
+            ]))
+        .then_some(())
+    });
+    let r = api.with(|s| s.get(POLICYREPORTS, "team-c", REPORT).unwrap());
+    let fail = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["result"] == "fail")
+        .unwrap()
+        .clone();
+    assert_eq!(fail["properties"]["source"], "audit");
+    assert_eq!(fail["properties"]["decision"], "would_refuse");
+    // Predictions make no Events: only starts do.
+    assert!(api.with(|s| s.all(EVENTS).is_empty()));
+    // The privileged container stops: the next pass drops its result.
+    std::fs::remove_dir_all(root.join("run/containerd/io.containerd.runtime.v2.task/k8s.io/app1"))
+        .unwrap();
+    api.wait(20, "legacy-0's result dropped", |s| {
+        (results(s, POLICYREPORTS, "team-c") == Some(vec![triple("fine-0", "baseline", "pass")]))
+            .then_some(())
+    });
+}
