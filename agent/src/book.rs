@@ -247,6 +247,8 @@ pub struct Namespace {
     pub on_server: bool,
     /// A write failed: not before then.
     pub not_before: Option<Instant>,
+    /// Writes failed in a row.
+    pub failures: u32,
 }
 
 /// The report of one namespace as it should be written.
@@ -386,11 +388,14 @@ impl Book {
             .min()
     }
 
-    /// A write of `ns` failed: it stays dirty and is tried again after `after`.
-    pub fn retry_later(&mut self, ns: &str, after: std::time::Duration) {
+    /// A write of `ns` failed: it stays dirty and is tried again after `first`, doubled for
+    /// each failure in a row, at most `max`.
+    pub fn retry_later(&mut self, ns: &str, first: std::time::Duration, max: std::time::Duration) {
         if let Some(n) = self.namespaces.get_mut(ns) {
             n.dirty.get_or_insert_with(Instant::now);
-            n.not_before = Some(Instant::now() + after);
+            let wait = first.saturating_mul(1 << n.failures.min(16)).min(max);
+            n.failures += 1;
+            n.not_before = Some(Instant::now() + wait);
         }
     }
 

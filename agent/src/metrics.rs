@@ -83,6 +83,8 @@ impl Capped {
 #[derive(Debug, Default)]
 pub struct Publish {
     pub enabled: bool,
+    /// Whether the report API answered (`None`: not asked yet, or no reports).
+    pub reports_api: Option<bool>,
     pub report_writes: u64,
     pub report_failures: u64,
     /// Results the cap leaves out of each namespace's report, as last written.
@@ -338,6 +340,14 @@ impl Metrics {
 
 impl Publish {
     fn render(&self, o: &mut String) {
+        if let Some(up) = self.reports_api {
+            gauge(
+                o,
+                "pss_guard_report_api_available",
+                "1 when the report API (its CRD) answers; 0: no reports are written.",
+                u8::from(up),
+            );
+        }
         header(
             o,
             "pss_guard_report_writes_total",

@@ -68,8 +68,11 @@ pub const GRACE: Duration = Duration::from_secs(60);
 const SWEEP: Duration = Duration::from_secs(10);
 /// The longest pause after 429s and server errors.
 pub const MAX_PAUSE: Duration = Duration::from_secs(32);
-/// Wait before writing a namespace again after a write failed for it.
+/// Wait before writing a namespace again after a write failed for it; doubled for each
+/// failure in a row, up to [`CRD_RECHECK`].
 const RETRY: Duration = Duration::from_secs(5);
+/// How often a missing report API (its CRD not installed) is looked for again.
+pub const CRD_RECHECK: Duration = Duration::from_secs(300);
 const CLIENT_RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
@@ -254,6 +257,10 @@ pub struct Publisher {
     /// Resolved controllers by the uid of a pod's direct owner (`None`: the owner is the top).
     owners: BTreeMap<String, Option<ObjectReference>>,
     last_sweep: Instant,
+    /// The report API answered the start-up list: reports may be written.
+    adopted: bool,
+    /// When to try that list again.
+    recheck: Option<Instant>,
 }
 
 impl Publisher {
@@ -274,6 +281,8 @@ impl Publisher {
                 pods: Arc::new(Mutex::new(Pods::default())),
                 owners: BTreeMap::new(),
                 last_sweep: Instant::now(),
+                adopted: false,
+                recheck: None,
             },
             tx,
         )
@@ -300,14 +309,20 @@ impl Publisher {
             Arc::clone(&self.pods),
             self.tx.clone(),
         ));
-        self.adopt(&client).await;
         loop {
             self.drain();
             if self.last_sweep.elapsed() >= SWEEP {
                 self.sweep();
             }
+            if self.opts.reports.is_some()
+                && !self.adopted
+                && self.recheck.is_none_or(|t| t <= Instant::now())
+            {
+                self.adopt(&client).await;
+                continue;
+            }
             if let Some(ns) = self.book.next_dirty()
-                && self.opts.reports.is_some()
+                && self.adopted
             {
                 self.write_report(&client, &ns).await;
                 continue;
@@ -321,10 +336,14 @@ impl Publisher {
                 self.run_event(&client, job).await;
                 continue;
             }
-            let wait = self.book.next_retry().map_or(SWEEP, |t| {
-                t.saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(10))
-            });
+            let wait = self
+                .book
+                .next_retry()
+                .filter(|_| self.adopted)
+                .map_or(SWEEP, |t| {
+                    t.saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(10))
+                });
             tokio::select! {
                 m = self.rx.recv() => match m {
                     Some(i) => self.take(i),
@@ -420,12 +439,15 @@ impl Publisher {
     }
 
     /// Lists this node's reports left from before a restart, so each is rewritten or deleted.
+    /// The list also tells whether the report API is served: without its CRD (404) no report
+    /// is written, and the list is tried again after [`CRD_RECHECK`].
     async fn adopt(&mut self, client: &kube::Client) {
         let Some(api) = self.opts.reports else { return };
-        let Some(node) = label_value(&self.opts.node) else {
-            return;
+        let lp = match label_value(&self.opts.node) {
+            Some(node) => ListParams::default().labels(&format!("{NODE_LABEL}={node}")),
+            // No label to find them by (a node name longer than a label value): discovery only.
+            None => ListParams::default().labels(&format!("{NODE_LABEL}=-")),
         };
-        let lp = ListParams::default().labels(&format!("{NODE_LABEL}={node}"));
         self.pacer.ready().await;
         self.count_call();
         let found = match api {
@@ -434,13 +456,34 @@ impl Publisher {
         };
         match found {
             Ok(nss) => {
+                self.pacer.ok();
+                self.adopted = true;
+                self.shared.metrics().publish.reports_api = Some(true);
                 for ns in nss {
                     self.book.adopt(&ns);
                 }
             }
             Err(e) => {
-                eprintln!("pss-guard-agent: listing this node's reports: {e}");
-                self.shared.metrics().publish.report_failures += 1;
+                let f = classify(&e);
+                let wait = if f == Failure::NotFound {
+                    self.shared.metrics().publish.reports_api = Some(false);
+                    CRD_RECHECK
+                } else {
+                    RETRY
+                };
+                eprintln!(
+                    "pss-guard-agent: listing this node's reports ({}): {e}; no reports until it answers (next try in {}s)",
+                    if f == Failure::NotFound {
+                        "is the report CRD installed? see deploy/kubernetes/components/policyreport-crd"
+                    } else {
+                        "the API server did not answer"
+                    },
+                    wait.as_secs()
+                );
+                if f == Failure::Overloaded {
+                    self.pacer.overloaded();
+                }
+                self.recheck = Some(Instant::now() + wait);
             }
         }
     }
@@ -514,6 +557,7 @@ impl Publisher {
                 let empty = rendered.dropped == 0 && self.book.render(ns, 1).results.is_empty();
                 if let Some(n) = self.book.namespaces.get_mut(ns) {
                     n.on_server = !empty;
+                    n.failures = 0;
                 }
                 if empty {
                     self.book.remove_if_empty(ns);
@@ -531,7 +575,7 @@ impl Publisher {
                 if f == Failure::Overloaded {
                     self.pacer.overloaded();
                 }
-                self.book.retry_later(ns, RETRY);
+                self.book.retry_later(ns, RETRY, CRD_RECHECK);
             }
         }
     }

@@ -585,3 +585,27 @@ fn the_node_audit_reports_running_containers_enforcement_would_refuse() {
             .then_some(())
     });
 }
+
+#[test]
+fn without_the_report_crd_no_report_is_written_but_events_are() {
+    // A cluster without the PolicyReport CRD: its resource answers 404.
+    let api = StandIn::start(&[]);
+    let node = Node::new();
+    api.with(|s| s.put(PODS, pod("team-d", "x-0", "uid-x", vec![])));
+    let a = agent(&api, &node, &["--reports", "policyreport", "--events"]);
+    node.decide_pod("team-d", "x-0", "uid-x", "c1", true);
+    node.decide_pod("team-d", "x-0", "uid-x", "c2", true);
+    api.wait(20, "the pod's event", |s| {
+        let e = events(s, "team-d", "Pod", "x-0", "PodSecurityNodeRefused");
+        (e.len() == 1 && e[0].0 == 2).then_some(())
+    });
+    a.wait_metrics(&["pss_guard_report_api_available 0"]);
+    // One discovery list, no write attempt per decision.
+    let tries = api.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.path.contains("policyreports"))
+            .count()
+    });
+    assert_eq!(tries, 1);
+}
