@@ -194,6 +194,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         (None, None) => None,
         _ => return Err("--policy-source and --policy-dest go together".into()),
     };
+    if audit_interval.is_some() && reports.is_none() {
+        return Err(
+            "--audit-interval: the node audit writes into the reports; give --reports".into(),
+        );
+    }
     if (reports.is_some() || events) && node.is_none() {
         return Err("--reports and --events need --node (the reports and Events name it)".into());
     }
@@ -267,6 +272,7 @@ mod tests {
         assert!(run(&["--events", "--node", "n1", "--no-watch"]).is_err());
         assert!(run(&["--reports", "wgpolicy", "--node", "n1"]).is_err());
         assert!(run(&["--api-qps", "0", "--node", "n1"]).is_err());
+        assert!(run(&["--audit-interval", "60", "--node", "n1", "--events"]).is_err());
         let o = run(&[
             "--reports",
             "openreports",

@@ -609,3 +609,48 @@ fn without_the_report_crd_no_report_is_written_but_events_are() {
     });
     assert_eq!(tries, 1);
 }
+
+#[test]
+fn an_observe_mode_would_refuse_is_a_fail_and_a_would_refuse_event() {
+    let api = StandIn::start(&[POLICYREPORTS]);
+    let node = Node::new();
+    api.with(|s| s.put(PODS, pod("team-e", "obs-0", "uid-obs", vec![])));
+    let _a = agent(&api, &node, &["--reports", "policyreport", "--events"]);
+    // The hook's refusal record as observe mode writes it: decision `would_refuse`, the
+    // violations kept (the hook of this build enforces; the record is its, renamed).
+    node.decide_pod("team-e", "seed", "uid-seed", "c0", true);
+    let mut rec: Value = {
+        let text = std::fs::read_to_string(node.log_path()).unwrap();
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+    rec["decision"] = json!("would_refuse");
+    rec["pod"] = json!("obs-0");
+    rec["pod_uid"] = json!("uid-obs");
+    let mut line = serde_json::to_vec(&rec).unwrap();
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(node.log_path())
+        .unwrap()
+        .write_all(&line)
+        .unwrap();
+    api.wait(20, "obs-0's fail and its Event", |s| {
+        let fail = results(s, POLICYREPORTS, "team-e")
+            .is_some_and(|r| r.contains(&triple("obs-0", "capabilities_baseline", "fail")));
+        let ev = events(s, "team-e", "Pod", "obs-0", "PodSecurityNodeWouldRefuse");
+        (fail && ev.len() == 1).then_some(())
+    });
+    let r = api.with(|s| s.get(POLICYREPORTS, "team-e", REPORT).unwrap());
+    let obs = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resources"][0]["name"] == "obs-0")
+        .unwrap()
+        .clone();
+    assert_eq!(obs["properties"]["decision"], "would_refuse");
+    assert!(
+        api.with(|s| events(s, "team-e", "Pod", "obs-0", "PodSecurityNodeRefused"))
+            .is_empty()
+    );
+}

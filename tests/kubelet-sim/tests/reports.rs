@@ -7,7 +7,6 @@
 //! deletion.
 
 #[path = "../../../agent/tests/support/api.rs"]
-#[allow(dead_code, unused_imports)]
 mod api;
 mod common;
 
