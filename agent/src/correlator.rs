@@ -29,8 +29,12 @@ pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
 pub enum Action {
     /// Create it: the first of its kind (or its earlier one was lost), with this message.
     Create { message: String },
-    /// Patch the event named `name` to this count.
-    Patch { name: String, count: i32 },
+    /// Patch the event named `name` (written with `message`) to this count.
+    Patch {
+        name: String,
+        count: i32,
+        message: String,
+    },
     /// Over the spam filter.
     Drop,
 }
@@ -148,6 +152,7 @@ impl Correlator {
                     Some(name) => Action::Patch {
                         name: name.clone(),
                         count: w.count,
+                        message,
                     },
                     None => Action::Create { message },
                 }
@@ -230,14 +235,16 @@ mod tests {
             c.observe("Pod/ns/web/u1", "R", "m", t),
             Action::Patch {
                 name: "web.1".into(),
-                count: 2
+                count: 2,
+                message: "m".into()
             }
         );
         assert_eq!(
             c.observe("Pod/ns/web/u1", "R", "m", t),
             Action::Patch {
                 name: "web.1".into(),
-                count: 3
+                count: 3,
+                message: "m".into()
             }
         );
         // Another object, reason or message is another event.
@@ -302,7 +309,8 @@ mod tests {
             c.observe("Pod/ns/p/u", "R", "m11", t),
             Action::Patch {
                 name: "p.x".into(),
-                count: 2
+                count: 2,
+                message: format!("{COMBINED_PREFIX}m11")
             }
         );
     }

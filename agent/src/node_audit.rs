@@ -10,9 +10,11 @@
 //! After a pass the publisher learns which containers run, and drops the audit's results of
 //! those that stopped.
 //!
-//! What it reads, all read-only below `--host-root`: the policy the hook reads, the snapshot,
-//! and the runtime's state directory with the running containers' bundles (containerd:
-//! `/run/containerd`), as `pss-guard audit --root` does.
+//! What it reads, all read-only below `--host-root`: the policy the hook reads, the snapshot (at
+//! the agent's `--snapshot` path, the same file), and the running containers' bundles in the
+//! runtime's state directory (containerd: `/run/containerd/io.containerd.runtime.v2.task`), as
+//! `pss-guard audit --root` does. Never containerd's socket: the CRI view is not asked, the spec
+//! alone decides (`[cri] lookup = "off"`).
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -54,10 +56,16 @@ fn fingerprint(o: &AuditOptions) -> u64 {
 
 /// One pass: the records of every running container, and the (namespace, pod, container) set.
 pub fn pass(o: &AuditOptions) -> (Vec<Value>, BTreeSet<(String, String, String)>) {
-    let (policy, policy_error) = pss_guard::config::Policy::load_or_default(&o.policy);
+    let (mut policy, policy_error) = pss_guard::config::Policy::load_or_default(&o.policy);
     if let Some(e) = policy_error {
         eprintln!("pss-guard-agent: node audit: {e}");
     }
+    // The snapshot the hook reads, at its path in this pod (the policy names the host's).
+    policy.snapshot.path = o.snapshot.clone();
+    // The agent is never given containerd's socket (it is root on the node): the spec alone
+    // decides, as with `[cri] lookup = "off"`; a `required` lookup would make every container
+    // an error here.
+    policy.cri.lookup = pss_guard::config::CriLookup::Off;
     let paths = &policy.paths;
     let found = pss_guard::audit::find(
         &o.root,

@@ -698,7 +698,11 @@ impl Publisher {
             .observe(&key, reason, message, Instant::now())
         {
             Action::Drop => self.shared.metrics().publish.events_dropped += 1,
-            Action::Patch { name, count } => {
+            Action::Patch {
+                name,
+                count,
+                message: m,
+            } => {
                 let patch = Event {
                     count: Some(count),
                     last_timestamp: Some(now_time()),
@@ -716,9 +720,8 @@ impl Publisher {
                     }
                     Err(e) if classify(&e) == Failure::NotFound => {
                         // Expired on the server: create it again, with the count so far.
-                        self.correlator.lost(&key, reason, message);
-                        self.create_event(&api, object, reason, message.to_owned(), count)
-                            .await;
+                        self.correlator.lost(&key, reason, &m);
+                        self.create_event(&api, object, reason, m, count).await;
                     }
                     Err(e) => self.event_failed(&e),
                 }
