@@ -357,7 +357,7 @@ fn overload_conflicts_and_lost_events_are_survived_and_openreports_can_be_chosen
         )
     });
     assert!(
-        next.duration_since(t429) >= Duration::from_millis(950),
+        next.duration_since(t429) >= Duration::from_millis(900),
         "the next call came {:?} after the 429",
         next.duration_since(t429)
     );
@@ -458,10 +458,11 @@ fn a_burst_of_2000_decisions_stays_within_the_call_budget_and_loses_nothing() {
     });
     let mut worst = 0;
     for (i, t) in times.iter().enumerate() {
-        // Arrival jitter on a loaded machine: a window a little under a second.
+        // Arrival jitter on a loaded machine (a call sent late by the agent arrives closer to the
+        // next): a window of 0.9 s, which 11 calls paced at 10/s cannot fit into.
         let n = times[i..]
             .iter()
-            .take_while(|u| u.duration_since(*t) < Duration::from_millis(950))
+            .take_while(|u| u.duration_since(*t) < Duration::from_millis(900))
             .count();
         worst = worst.max(n);
     }
