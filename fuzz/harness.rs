@@ -124,6 +124,10 @@ fn check_decision(d: &Decision) {
             let r = d.report().expect("a refusal has a report");
             assert!(!r.allowed(), "a refusal names a violation");
         }
+        Kind::WouldRefuse => assert!(
+            matches!(d.enforce_kind(), Kind::Refused | Kind::Error),
+            "observing, only what enforcing refuses is a would-be refusal"
+        ),
         Kind::Allowed | Kind::Audit => {
             assert!(d.error().is_none(), "an error is never allowed");
             let r = d.report().expect("an allowed decision has a report");

@@ -35,7 +35,7 @@ in_tree() {
 		set -e
 		tree=$1; repo=$2; registry=$3; shift 3
 		mount -t proc proc "$tree/proc"
-		mkdir -p "$tree/src" "$tree/root/.cargo/registry"
+		mkdir -p "$tree/src" "$tree/root/.cargo/registry" "$registry"
 		mount --bind "$repo" "$tree/src"
 		mount --bind "$registry" "$tree/root/.cargo/registry"
 		exec chroot "$tree" env -i PATH=/usr/bin:/bin HOME=/root "$@"

@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ "$(id -u)" = 0 ] || { echo "needs root (it starts containerd): sudo $0" >&2; exit 1; }
-scripts/install-deps.sh
+scripts/install-deps.sh --demo
 
 echo "== building pss-guard (release) and the kubelet stand-in"
 cargo build --quiet --release -p pss-guard

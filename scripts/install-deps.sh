@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Installs what pss-guard's tests and demo need on a fresh Debian 12 machine (run as root).
+# Installs what pss-guard's tests need on a fresh Debian 12 machine (run as root), or with
+# --demo only what scripts/demo.sh uses (a containerd node, runc, the kubelet stand-in's build).
 # Idempotent: packages already present are left alone. Extra Debian package names given as
 # arguments are installed too (scripts/bench.sh passes its profilers).
+#
+# usage: scripts/install-deps.sh [--demo] [PACKAGE...]
 set -euo pipefail
 
+demo=false
+if [ "${1:-}" = --demo ]; then
+  demo=true
+  shift
+fi
+
+# The demo: containerd + runc + CNI plugins, the busybox image, protoc for kubelet-sim's CRI
+# client, jq for its output, debootstrap for --stack trixie|sid.
 packages=(
-  runc crun containerd podman containernetworking-plugins busybox-static
-  util-linux iproute2 shellcheck protobuf-compiler python3 jq
-  buildah python3-pip debootstrap
-  "$@"
+  runc containerd containernetworking-plugins busybox-static util-linux iproute2
+  protobuf-compiler python3 jq debootstrap
 )
+if ! $demo; then
+  packages+=(crun podman shellcheck buildah python3-pip)
+fi
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -19,6 +32,14 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (rustup's stable toolchain)" >&2
+  exit 1
+fi
+if $demo; then
+  exit 0
 fi
 
 # Kubernetes schemas for the offline manifest validation (tests/install_manifests.rs).
@@ -36,7 +57,3 @@ if ! command -v kustomize >/dev/null 2>&1; then
   install -m 0755 "$tree/usr/bin/kustomize" /usr/local/bin/kustomize
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is required (rustup's stable toolchain)" >&2
-  exit 1
-fi

@@ -186,7 +186,7 @@ fn sort_key(d: &Decision) -> (String, String, String, String) {
 
 fn label(kind: Kind) -> &'static str {
     match kind {
-        Kind::Refused => "WOULD REFUSE",
+        Kind::Refused | Kind::WouldRefuse => "WOULD REFUSE",
         Kind::Error => "ERROR",
         other => other.as_str(),
     }
@@ -210,7 +210,7 @@ fn summary(entries: &[Entry]) -> BTreeMap<&'static str, usize> {
 
 /// What was wrong, on one line: the violated checks, the error, or the exemption.
 fn why(d: &Decision) -> String {
-    match d.kind() {
+    match d.enforce_kind() {
         Kind::Error => d.error().unwrap_or_default().to_owned(),
         Kind::Exempt => d.exempt().unwrap_or_default().to_owned(),
         Kind::Audit => d.audit().map(|r| checks(r, "audit: ")).unwrap_or_default(),
@@ -307,6 +307,6 @@ pub fn to_json(entries: &[Entry], policy: &str) -> Value {
 pub fn exit_code(entries: &[Entry]) -> u8 {
     let bad = entries
         .iter()
-        .any(|e| matches!(e.decision.kind(), Kind::Refused | Kind::Error));
+        .any(|e| matches!(e.decision.enforce_kind(), Kind::Refused | Kind::Error));
     u8::from(bad)
 }

@@ -121,6 +121,28 @@ impl Default for CriSettings {
     }
 }
 
+/// Whether the node refuses what its policy refuses, or only says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse what the policy refuses (the built-in default).
+    #[default]
+    Enforce,
+    /// Refuse nothing: every decision is made exactly as under `enforce` (floor, exemptions,
+    /// namespace labels, the CRI view included), and one that would refuse the container is
+    /// recorded as `would_refuse` instead. Switching to `enforce` changes nothing else.
+    Observe,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
 /// The cluster snapshot the hook reads namespace labels and RuntimeClasses from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotSettings {
@@ -141,6 +163,8 @@ impl Default for SnapshotSettings {
 /// The validated policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
+    /// Refuse, or only record what would be refused.
+    pub mode: Mode,
     /// The node's default enforced level, for namespaces without labels and for containers
     /// without Kubernetes metadata.
     pub enforce: LevelVersion,
@@ -167,6 +191,10 @@ pub struct Policy {
     pub apparmor: AppArmorMode,
     /// Always includes `kube-system`.
     pub exempt_namespaces: BTreeSet<String>,
+    /// The namespace pss-guard's own DaemonSet runs in, from the node file (see [`NodeFile`]):
+    /// exempt under every policy form, the built-in default included, so the guard can always
+    /// start (and be fixed) on its own node.
+    pub own_namespace: Option<String>,
     /// Image reference patterns; `*` matches any run of characters.
     pub exempt_images: Vec<String>,
     pub exempt_runtime_handlers: BTreeSet<String>,
@@ -190,6 +218,7 @@ impl Default for Policy {
         }
         let enforce = LevelVersion::latest(Level::Baseline);
         Policy {
+            mode: Mode::Enforce,
             enforce,
             audit: None,
             warn: None,
@@ -205,6 +234,7 @@ impl Default for Policy {
             legacy_volumes: LegacyVolumes::Allow,
             apparmor: AppArmorMode::Auto,
             exempt_namespaces: always_exempt(),
+            own_namespace: None,
             exempt_images: Vec::new(),
             exempt_runtime_handlers: BTreeSet::new(),
             runtime_default_caps: caps,
@@ -237,6 +267,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    mode: Option<Mode>,
     enforce: Option<String>,
     audit: Option<String>,
     warn: Option<String>,
@@ -319,24 +350,21 @@ struct RawLog {
 }
 
 impl Policy {
-    /// Reads and validates the policy file.
+    /// Reads and validates the policy file: TOML, or PSA's own YAML (a
+    /// `PodSecurityConfiguration` or an `AdmissionConfiguration`, optionally followed by
+    /// pss-guard `NodePolicy` documents). The node file beside it is not read (see
+    /// [`Policy::load_or_default`]).
     pub fn load(path: &Path) -> Result<Policy, ConfigError> {
-        let bytes = crate::bounded::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
-            crate::bounded::ReadError::Io(e) => ConfigError::Read(e),
-            crate::bounded::ReadError::TooLarge => ConfigError::TooLarge,
-        })?;
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))?;
-        if is_kubernetes_yaml(text) {
-            Policy::from_pod_security_configuration(text)
-        } else {
-            Policy::from_toml(text)
-        }
+        Policy::from_text(&read_policy_text(path)?, path.parent())
     }
 
-    /// Loads the policy, or the built-in default with the reason the file was not used.
+    /// Loads the policy, or the built-in default with the reason the file was not used; then
+    /// the node file beside it ([`NodeFile`]), whichever of the two applies, so what the node
+    /// itself knows (pss-guard's own namespace, containerd's default handler, the runtime's
+    /// directories) holds under every policy form. A node file that does not load changes
+    /// nothing and is noted in every record.
     pub fn load_or_default(path: &Path) -> (Policy, Option<String>) {
-        match Policy::load(path) {
+        let (mut policy, error) = match Policy::load(path) {
             Ok(p) => (p, None),
             Err(e) => {
                 let err = crate::error::Error::Policy {
@@ -348,6 +376,26 @@ impl Policy {
                     Some(format!("{}; using the built-in default", err.chain())),
                 )
             }
+        };
+        let node_path = path.with_file_name(NODE_FILE_NAME);
+        match NodeFile::load(&node_path) {
+            Ok(Some(n)) => policy.apply_node(&n),
+            Ok(None) => {}
+            Err(e) => policy.notes.push(format!(
+                "node file {}: {}; ignored",
+                node_path.display(),
+                crate::error::chain_of(&e)
+            )),
+        }
+        (policy, error)
+    }
+
+    /// A policy's text in either form; a YAML plugin `path` is resolved against `dir`.
+    pub fn from_text(text: &str, dir: Option<&Path>) -> Result<Policy, ConfigError> {
+        if is_kubernetes_yaml(text) {
+            Policy::from_yaml_at(text, dir)
+        } else {
+            Policy::from_toml(text)
         }
     }
 
@@ -357,10 +405,29 @@ impl Policy {
         }
         let raw: RawPolicy = toml::from_str(text).map_err(ConfigError::Parse)?;
         let mut p = Policy::default();
+        p.apply_raw(raw, true)?;
+        Ok(p)
+    }
+
+    /// Applies one parsed document. Lists add to what is there (so several `NodePolicy`
+    /// documents, or fragments, only ever add exemptions); single values replace. With
+    /// `levels = false` (a `NodePolicy` beside PSA's configuration, which owns the defaults)
+    /// `enforce`, `audit` and `warn` are refused.
+    fn apply_raw(&mut self, raw: RawPolicy, levels: bool) -> Result<(), ConfigError> {
+        let p = self;
+        if !levels && (raw.enforce.is_some() || raw.audit.is_some() || raw.warn.is_some()) {
+            return Err(ConfigError::Invalid(
+                "a NodePolicy cannot set enforce, audit or warn: the PodSecurityConfiguration's defaults do".into(),
+            ));
+        }
+        if let Some(m) = raw.mode {
+            p.mode = m;
+        }
         if let Some(s) = raw.enforce {
             p.enforce = s
                 .parse()
                 .map_err(|e| ConfigError::Invalid(format!("enforce: {e}")))?;
+            p.floor.level = Floor::default_for(p.enforce).level;
         }
         for (key, value, slot) in [
             ("audit", raw.audit, &mut p.audit),
@@ -373,7 +440,6 @@ impl Policy {
                 *slot = (lv.level != Level::Privileged).then_some(lv);
             }
         }
-        p.floor = Floor::default_for(p.enforce);
         if let Some(s) = raw.floor {
             p.floor.level = s
                 .parse()
@@ -412,22 +478,14 @@ impl Policy {
         if let Some(l) = raw.legacy_volume_plugins {
             p.legacy_volumes = l;
         }
-        for ns in raw.exempt.namespaces {
-            namespace_name(&ns, "exempt.namespaces")?;
-            p.exempt_namespaces.insert(ns);
-        }
-        p.exempt_runtime_classes = raw.exempt.runtime_classes.into_iter().collect();
+        p.add_exemptions(raw.exempt)?;
         if let Some(h) = raw.default_runtime_handler {
+            handler_name(&h, "default_runtime_handler")?;
             p.default_runtime_handler = h;
         }
         if let Some(l) = raw.labels {
             p.labels = l;
         }
-        for img in raw.exempt.images {
-            validate_image_pattern(&img)?;
-            p.exempt_images.push(img);
-        }
-        p.exempt_runtime_handlers = raw.exempt.runtime_handlers.into_iter().collect();
         let paths = raw.paths;
         let d = &mut p.paths;
         for (slot, val, key) in [
@@ -474,7 +532,9 @@ impl Policy {
         if let Some(path) = raw.log.path {
             p.log_path = absolute(path, "log.path")?;
         }
-        p.node_name = raw.log.node_name.filter(|n| !n.is_empty());
+        if let Some(n) = raw.log.node_name.filter(|n| !n.is_empty()) {
+            p.node_name = Some(n);
+        }
         if let Some(n) = raw.log.max_bytes {
             if n < 4096 {
                 return Err(ConfigError::Invalid(format!(
@@ -491,54 +551,103 @@ impl Policy {
             }
             p.log_rotation.keep = k;
         }
-        Ok(p)
+        Ok(())
     }
 
-    /// Whether `image` matches an exemption: a pinned pattern only at its digest, any other
-    /// pattern as a glob.
-    /// PSA's own configuration: a `PodSecurityConfiguration`, or an `AdmissionConfiguration`
-    /// whose `PodSecurity` plugin carries one inline. `defaults` become the node's defaults,
-    /// `exemptions.namespaces` and `.runtimeClasses` its exemptions; everything else keeps the
-    /// built-in default (paths, log, capabilities). `exemptions.usernames` names who created a
-    /// pod, which the node never learns: it is noted, not applied.
-    pub fn from_pod_security_configuration(text: &str) -> Result<Policy, ConfigError> {
-        let head: RawKind =
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
-        let psc = match head.kind.as_str() {
-            "PodSecurityConfiguration" => serde_saphyr::from_str::<RawPsc>(text)
-                .map_err(|e| ConfigError::Yaml(Box::new(e)))?,
-            "AdmissionConfiguration" => {
-                let ac: RawAdmission =
-                    serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
-                let plugin = ac
-                    .plugins
-                    .into_iter()
-                    .find(|p| p.name == "PodSecurity")
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(
-                            "AdmissionConfiguration has no PodSecurity plugin".into(),
-                        )
-                    })?;
-                match (plugin.configuration, plugin.path) {
-                    (Some(c), _) => c,
-                    (None, Some(path)) => {
-                        return Err(ConfigError::Invalid(format!(
-                            "the PodSecurity plugin's configuration is in {path:?}: name that file instead"
-                        )));
-                    }
-                    (None, None) => {
-                        return Err(ConfigError::Invalid(
-                            "the PodSecurity plugin has no configuration".into(),
-                        ));
-                    }
-                }
+    /// `[exempt]` lists, validated, added to the policy's.
+    fn add_exemptions(&mut self, e: RawExempt) -> Result<(), ConfigError> {
+        for ns in e.namespaces {
+            namespace_name(&ns, "exempt.namespaces")?;
+            self.exempt_namespaces.insert(ns);
+        }
+        self.exempt_runtime_classes.extend(e.runtime_classes);
+        for img in e.images {
+            validate_image_pattern(&img)?;
+            if !self.exempt_images.contains(&img) {
+                self.exempt_images.push(img);
             }
+        }
+        for h in e.runtime_handlers {
+            handler_name(&h, "exempt.runtime_handlers")?;
+            self.exempt_runtime_handlers.insert(h);
+        }
+        Ok(())
+    }
+
+    /// What the node file says, over whatever policy applies.
+    pub fn apply_node(&mut self, n: &NodeFile) {
+        if let Some(ns) = &n.own_namespace {
+            self.own_namespace = Some(ns.clone());
+        }
+        if let Some(h) = &n.default_runtime_handler {
+            self.default_runtime_handler = h.clone();
+        }
+        let d = &mut self.paths;
+        for (slot, val) in [
+            (&mut d.containerd_root, &n.paths.containerd_root),
+            (&mut d.containerd_state, &n.paths.containerd_state),
+            (&mut d.crio_root, &n.paths.crio_root),
+            (&mut d.crio_runroot, &n.paths.crio_runroot),
+        ] {
+            if let Some(v) = val {
+                *slot = v.clone();
+            }
+        }
+    }
+
+    /// PSA's own configuration: a `PodSecurityConfiguration`, or an `AdmissionConfiguration`
+    /// whose `PodSecurity` plugin carries one inline or names its file (other plugins are
+    /// ignored, as the API server hands each plugin only its own entry); then any number of
+    /// pss-guard `NodePolicy` documents (`apiVersion: pss-guard.io/v1alpha1`) whose `spec` takes
+    /// every key of the TOML form except `enforce`, `audit` and `warn`. `defaults` become the
+    /// node's defaults, `exemptions.namespaces` and `.runtimeClasses` its exemptions; everything
+    /// else keeps the built-in default unless a `NodePolicy` sets it. `exemptions.usernames` names
+    /// who created a pod, which the node never learns: it is noted, not applied.
+    pub fn from_pod_security_configuration(text: &str) -> Result<Policy, ConfigError> {
+        Policy::from_yaml_at(text, None)
+    }
+
+    /// As [`Policy::from_pod_security_configuration`]; a plugin `path` is read relative to `dir`
+    /// (the API server resolves it relative to the AdmissionConfiguration's own file).
+    fn from_yaml_at(text: &str, dir: Option<&Path>) -> Result<Policy, ConfigError> {
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
+        let mut docs = docs.into_iter().filter(|d| !d.is_null());
+        let head = docs
+            .next()
+            .ok_or_else(|| ConfigError::Invalid("has no YAML document".into()))?;
+        let psc = match kind_of(&head) {
+            "PodSecurityConfiguration" => from_value::<RawPsc>(head)?,
+            "AdmissionConfiguration" => pod_security_plugin(head, dir)?,
             other => {
                 return Err(ConfigError::Invalid(format!(
                     "kind {other:?} is neither PodSecurityConfiguration nor AdmissionConfiguration"
                 )));
             }
         };
+        let mut p = Policy::from_psc(psc)?;
+        for doc in docs {
+            let node: RawNodePolicy = match kind_of(&doc) {
+                "NodePolicy" => from_value(doc)?,
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "kind {other:?} after the first document: only pss-guard NodePolicy documents may follow"
+                    )));
+                }
+            };
+            if node.api_version != NODE_POLICY_API_VERSION {
+                return Err(ConfigError::Invalid(format!(
+                    "NodePolicy apiVersion {:?}: this version reads {NODE_POLICY_API_VERSION}",
+                    node.api_version
+                )));
+            }
+            let raw: RawPolicy = from_value(node.spec)?;
+            p.apply_raw(raw, false)?;
+        }
+        Ok(p)
+    }
+
+    fn from_psc(psc: RawPsc) -> Result<Policy, ConfigError> {
         if !PSC_API_VERSIONS.contains(&psc.api_version.as_str())
             || psc.kind != "PodSecurityConfiguration"
         {
@@ -609,14 +718,78 @@ const PSC_API_VERSIONS: [&str; 3] = [
 
 /// A Kubernetes object in YAML has a top-level `kind:`; a TOML policy never does (TOML keys are
 /// set with `=`).
-fn is_kubernetes_yaml(text: &str) -> bool {
+pub fn is_kubernetes_yaml(text: &str) -> bool {
     text.lines()
         .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:"))
 }
 
-#[derive(Deserialize)]
-struct RawKind {
-    kind: String,
+/// The `apiVersion` of pss-guard's own YAML document.
+pub const NODE_POLICY_API_VERSION: &str = "pss-guard.io/v1alpha1";
+
+fn kind_of(doc: &serde_json::Value) -> &str {
+    doc.get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ConfigError> {
+    serde_json::from_value(v).map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// The PodSecurity plugin's configuration in an AdmissionConfiguration: inline, or in the file
+/// its `path` names. Other plugins (EventRateLimit, ...) are not pss-guard's to read.
+fn pod_security_plugin(doc: serde_json::Value, dir: Option<&Path>) -> Result<RawPsc, ConfigError> {
+    let ac: RawAdmission = from_value(doc)?;
+    let plugin = ac
+        .plugins
+        .into_iter()
+        .find(|p| p.name == "PodSecurity")
+        .ok_or_else(|| {
+            ConfigError::Invalid("AdmissionConfiguration has no PodSecurity plugin".into())
+        })?;
+    match (plugin.configuration, plugin.path) {
+        (Some(c), _) => from_value(c),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let full = match dir {
+                Some(d) if path.is_relative() => d.join(&path),
+                _ if path.is_relative() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "the PodSecurity plugin's path {path:?} is relative and there is no file to resolve it from"
+                    )));
+                }
+                _ => path,
+            };
+            let text = read_policy_text(&full).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "the PodSecurity plugin's configuration {}: {}",
+                    full.display(),
+                    crate::error::chain_of(&e)
+                ))
+            })?;
+            let docs: Vec<serde_json::Value> =
+                serde_saphyr::from_multiple(&text).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
+            let mut docs = docs.into_iter().filter(|d| !d.is_null());
+            match (docs.next(), docs.next()) {
+                (Some(d), None) => from_value(d),
+                _ => Err(ConfigError::Invalid(format!(
+                    "{} must hold exactly one PodSecurityConfiguration",
+                    full.display()
+                ))),
+            }
+        }
+        (None, None) => Err(ConfigError::Invalid(
+            "the PodSecurity plugin has no configuration".into(),
+        )),
+    }
+}
+
+fn read_policy_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = crate::bounded::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| match e {
+        crate::bounded::ReadError::Io(e) => ConfigError::Read(e),
+        crate::bounded::ReadError::TooLarge => ConfigError::TooLarge,
+    })?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::Invalid("is not UTF-8".into()))
 }
 
 #[derive(Deserialize)]
@@ -634,8 +807,19 @@ struct RawAdmission {
 #[serde(deny_unknown_fields)]
 struct RawPlugin {
     name: String,
-    configuration: Option<RawPsc>,
+    configuration: Option<serde_json::Value>,
     path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNodePolicy {
+    api_version: String,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(default, rename = "metadata")]
+    _metadata: Option<serde_json::Value>,
+    spec: serde_json::Value,
 }
 
 /// Unknown keys are errors: a misspelt `defaults` would otherwise leave the node at
@@ -671,6 +855,337 @@ struct RawPscExemptions {
     runtime_classes: Vec<String>,
     #[serde(default)]
     namespaces: Vec<String>,
+}
+
+/// A runtime handler name as containerd's config and RuntimeClasses spell it.
+fn handler_name(h: &str, key: &str) -> Result<(), ConfigError> {
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{key}: {h:?} is not a runtime handler name"
+        )))
+    }
+}
+
+/// The node file's name, beside the policy file (`/etc/pss-guard/node.toml`).
+pub const NODE_FILE_NAME: &str = "node.toml";
+
+/// What the node itself knows, written by whatever installs pss-guard on it (`pss-guard
+/// install`, the agent, the EKS user data) and read by the hook on top of every policy form,
+/// the built-in default included: the policy comes from the cluster (one ConfigMap for every
+/// node), these facts from this node.
+///
+/// - `own_namespace`: the namespace pss-guard's own DaemonSet runs in, as the pod's downward
+///   API says. It is exempt, so the guard's installer and agent start under any policy and a
+///   bad policy can always be replaced; it is never a name chosen in advance, which whoever may
+///   create namespaces could create first.
+/// - `default_runtime_handler`: containerd's `default_runtime_name`, the handler every pod
+///   without a RuntimeClass runs with: an exemption never applies to it.
+/// - `[paths]`: the runtime's own directories, as its config names them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFile {
+    pub own_namespace: Option<String>,
+    pub default_runtime_handler: Option<String>,
+    pub paths: crate::install::paths::RuntimePaths,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeFile {
+    own_namespace: Option<String>,
+    default_runtime_handler: Option<String>,
+    #[serde(default)]
+    paths: RawNodePaths,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodePaths {
+    containerd_root: Option<PathBuf>,
+    containerd_state: Option<PathBuf>,
+    crio_root: Option<PathBuf>,
+    crio_runroot: Option<PathBuf>,
+}
+
+impl NodeFile {
+    /// The node file at `path`; `None` where there is none.
+    pub fn load(path: &Path) -> Result<Option<NodeFile>, ConfigError> {
+        match read_policy_text(path) {
+            Ok(text) => NodeFile::parse(&text).map(Some),
+            Err(ConfigError::Read(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<NodeFile, ConfigError> {
+        let raw: RawNodeFile = toml::from_str(text).map_err(ConfigError::Parse)?;
+        if let Some(ns) = &raw.own_namespace {
+            namespace_name(ns, "own_namespace")?;
+            if ns == "default" {
+                return Err(ConfigError::Invalid(
+                    "own_namespace: \"default\" holds every tenant's pods; pss-guard must run in a namespace of its own".into(),
+                ));
+            }
+        }
+        if let Some(h) = &raw.default_runtime_handler {
+            handler_name(h, "default_runtime_handler")?;
+        }
+        let p = raw.paths;
+        let abs = |v: Option<PathBuf>, key: &str| v.map(|v| absolute(v, key)).transpose();
+        Ok(NodeFile {
+            own_namespace: raw.own_namespace,
+            default_runtime_handler: raw.default_runtime_handler,
+            paths: crate::install::paths::RuntimePaths {
+                containerd_root: abs(p.containerd_root, "paths.containerd_root")?,
+                containerd_state: abs(p.containerd_state, "paths.containerd_state")?,
+                crio_root: abs(p.crio_root, "paths.crio_root")?,
+                crio_runroot: abs(p.crio_runroot, "paths.crio_runroot")?,
+            },
+        })
+    }
+
+    /// The file's text (what [`NodeFile::parse`] reads back).
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# Written by pss-guard from this node's own facts (install, the agent, the node's user data);\n# the policy comes from /etc/pss-guard/policy.toml. Rewritten on every install and sync.\n",
+        );
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        if let Some(ns) = &self.own_namespace {
+            out.push_str(&format!("own_namespace = {}\n", q(ns)));
+        }
+        if let Some(h) = &self.default_runtime_handler {
+            out.push_str(&format!("default_runtime_handler = {}\n", q(h)));
+        }
+        let p = &self.paths;
+        let entries = [
+            ("containerd_root", &p.containerd_root),
+            ("containerd_state", &p.containerd_state),
+            ("crio_root", &p.crio_root),
+            ("crio_runroot", &p.crio_runroot),
+        ];
+        if entries.iter().any(|(_, v)| v.is_some()) {
+            out.push_str("[paths]\n");
+            for (k, v) in entries {
+                if let Some(v) = v {
+                    out.push_str(&format!("{k} = {}\n", q(&v.to_string_lossy())));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Fragments: files named `exempt-*.toml` beside the main policy (keys of the same ConfigMap),
+/// each holding only `[exempt]` lists and `floor_exceptions`. Whatever writes the policy onto a
+/// node (the installer, the agent's policy sync, the EKS user data) merges them into it with
+/// [`compose`], so a kustomize component can add exemptions to any overlay's policy, and the
+/// hook still reads one file.
+pub const FRAGMENT_PREFIX: &str = "exempt-";
+pub const FRAGMENT_SUFFIX: &str = ".toml";
+/// At most this many fragments are merged: a ConfigMap holds a few.
+const MAX_FRAGMENTS: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragment {
+    #[serde(default)]
+    floor_exceptions: Vec<String>,
+    #[serde(default)]
+    exempt: RawExempt,
+}
+
+/// Whether a file name is a fragment's.
+pub fn is_fragment_name(name: &str) -> bool {
+    name.len() > FRAGMENT_PREFIX.len() + FRAGMENT_SUFFIX.len()
+        && name.starts_with(FRAGMENT_PREFIX)
+        && name.ends_with(FRAGMENT_SUFFIX)
+        && !name.starts_with('.')
+}
+
+/// The fragments in `dir` (name, text), sorted by name. A ConfigMap volume's own entries
+/// (`..data`, `..2024_…`) are not fragments.
+pub fn fragments_in(dir: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(ConfigError::Read(e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(ConfigError::Read)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_fragment_name(&name) {
+            continue;
+        }
+        let text = read_policy_text(&entry.path()).map_err(|e| {
+            ConfigError::Invalid(format!("fragment {name}: {}", crate::error::chain_of(&e)))
+        })?;
+        out.push((name, text));
+        if out.len() > MAX_FRAGMENTS {
+            return Err(ConfigError::Invalid(format!(
+                "more than {MAX_FRAGMENTS} fragments in {}",
+                dir.display()
+            )));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The main policy (TOML or PSA's YAML) with each fragment's exemptions merged in: added to
+/// the TOML's `[exempt]` lists and `floor_exceptions` (comments and layout kept), or, for YAML,
+/// appended as one `NodePolicy` document. Every fragment is validated; the result loads with
+/// [`Policy::load`] exactly as the hook will read it. No fragments: the main text unchanged.
+pub fn compose(main: &str, fragments: &[(String, String)]) -> Result<String, ConfigError> {
+    if fragments.is_empty() {
+        return Ok(main.to_owned());
+    }
+    let mut merged = RawFragment {
+        floor_exceptions: Vec::new(),
+        exempt: RawExempt::default(),
+    };
+    let mut names = Vec::new();
+    for (name, text) in fragments {
+        let f: RawFragment = toml::from_str(text).map_err(|e| {
+            ConfigError::Invalid(format!("fragment {name}: {}", e.message().trim()))
+        })?;
+        // Validated as the policy validates them.
+        Policy::default()
+            .add_exemptions(RawExempt {
+                namespaces: f.exempt.namespaces.clone(),
+                images: f.exempt.images.clone(),
+                runtime_handlers: f.exempt.runtime_handlers.clone(),
+                runtime_classes: f.exempt.runtime_classes.clone(),
+            })
+            .map_err(|e| ConfigError::Invalid(format!("fragment {name}: {e}")))?;
+        for ns in &f.floor_exceptions {
+            namespace_name(ns, "floor_exceptions")
+                .map_err(|e| ConfigError::Invalid(format!("fragment {name}: {e}")))?;
+        }
+        let add = |to: &mut Vec<String>, from: Vec<String>| {
+            for v in from {
+                if !to.contains(&v) {
+                    to.push(v);
+                }
+            }
+        };
+        add(&mut merged.floor_exceptions, f.floor_exceptions);
+        add(&mut merged.exempt.namespaces, f.exempt.namespaces);
+        add(&mut merged.exempt.images, f.exempt.images);
+        add(
+            &mut merged.exempt.runtime_handlers,
+            f.exempt.runtime_handlers,
+        );
+        add(&mut merged.exempt.runtime_classes, f.exempt.runtime_classes);
+        names.push(name.as_str());
+    }
+    let out = if is_kubernetes_yaml(main) {
+        compose_yaml(main, &merged, &names)
+    } else {
+        compose_toml(main, &merged, &names)?
+    };
+    // What is written is what the hook will read: it must load.
+    if is_kubernetes_yaml(&out) {
+        Policy::from_pod_security_configuration(&out)?;
+    } else {
+        Policy::from_toml(&out)?;
+    }
+    Ok(out)
+}
+
+fn compose_toml(main: &str, f: &RawFragment, names: &[&str]) -> Result<String, ConfigError> {
+    use toml_edit::{Array, DocumentMut, Item, Table, Value};
+    let mut doc: DocumentMut = main
+        .parse()
+        .map_err(|e: toml_edit::TomlError| ConfigError::Invalid(e.message().trim().to_owned()))?;
+    let note = format!(" merged from {}", names.join(", "));
+    fn extend(arr: &mut Array, values: &[String]) {
+        let have: Vec<String> = arr
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        for v in values {
+            if !have.contains(v) {
+                arr.push(v.as_str());
+            }
+        }
+    }
+    fn array_at<'a>(
+        t: &'a mut dyn toml_edit::TableLike,
+        key: &str,
+    ) -> Result<&'a mut Array, ConfigError> {
+        if !t.contains_key(key) {
+            t.insert(key, Item::Value(Value::Array(Array::new())));
+        }
+        t.get_mut(key)
+            .and_then(Item::as_array_mut)
+            .ok_or_else(|| ConfigError::Invalid(format!("{key} is not a list")))
+    }
+    if !f.floor_exceptions.is_empty() {
+        extend(
+            array_at(doc.as_table_mut(), "floor_exceptions")?,
+            &f.floor_exceptions,
+        );
+    }
+    let lists = [
+        ("namespaces", &f.exempt.namespaces),
+        ("images", &f.exempt.images),
+        ("runtime_handlers", &f.exempt.runtime_handlers),
+        ("runtime_classes", &f.exempt.runtime_classes),
+    ];
+    if lists.iter().any(|(_, v)| !v.is_empty()) {
+        if !doc.contains_key("exempt") {
+            let mut t = Table::new();
+            t.decor_mut().set_prefix(format!("\n#{note}\n"));
+            doc.insert("exempt", Item::Table(t));
+        }
+        let exempt = doc
+            .get_mut("exempt")
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| ConfigError::Invalid("exempt is not a table".into()))?;
+        for (key, values) in lists {
+            if !values.is_empty() {
+                extend(array_at(exempt, key)?, values);
+            }
+        }
+    }
+    let mut out = doc.to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!("#{note}\n"));
+    Ok(out)
+}
+
+fn compose_yaml(main: &str, f: &RawFragment, names: &[&str]) -> String {
+    let q = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let mut out = main.trim_end().to_owned();
+    out.push_str(&format!(
+        "\n---\n# merged from {}\napiVersion: {NODE_POLICY_API_VERSION}\nkind: NodePolicy\nspec:\n",
+        names.join(", ")
+    ));
+    if !f.floor_exceptions.is_empty() {
+        out.push_str(&format!("  floor_exceptions: {}\n", q(&f.floor_exceptions)));
+    }
+    out.push_str("  exempt:\n");
+    for (key, values) in [
+        ("namespaces", &f.exempt.namespaces),
+        ("images", &f.exempt.images),
+        ("runtime_handlers", &f.exempt.runtime_handlers),
+        ("runtime_classes", &f.exempt.runtime_classes),
+    ] {
+        if !values.is_empty() {
+            out.push_str(&format!("    {key}: {}\n", q(values)));
+        }
+    }
+    out
 }
 
 fn namespace_name(ns: &str, key: &str) -> Result<(), ConfigError> {
@@ -934,6 +1449,197 @@ exemptions:
                 "accepted {bad}"
             );
         }
+    }
+
+    #[test]
+    fn mode_defaults_to_enforce_and_observe_parses() {
+        assert_eq!(Policy::default().mode, Mode::Enforce);
+        let p = Policy::from_toml("mode = \"observe\"\n").unwrap();
+        assert_eq!(p.mode, Mode::Observe);
+        assert!(Policy::from_toml("mode = \"audit\"\n").is_err());
+    }
+
+    #[test]
+    fn admission_configuration_ignores_other_plugins_and_follows_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("psa.yaml"), PSC).unwrap();
+        // The CIS benchmark's EventRateLimit beside PodSecurity: its configuration is its own.
+        let ac = "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: EventRateLimit\n  configuration:\n    apiVersion: eventratelimit.admission.k8s.io/v1alpha1\n    kind: Configuration\n    limits:\n    - type: Server\n      qps: 50\n      burst: 100\n- name: PodSecurity\n  path: psa.yaml\n";
+        std::fs::write(dir.path().join("admission.yaml"), ac).unwrap();
+        let p = Policy::load(&dir.path().join("admission.yaml")).unwrap();
+        assert_eq!(p.enforce.to_string(), "baseline:v1.30");
+        assert!(p.exempt_namespaces.contains("monitoring"));
+        assert!(p.exempt_runtime_classes.contains("kata"));
+        // Inline works beside another plugin too.
+        let indented: String = PSC.lines().map(|l| format!("    {l}\n")).collect();
+        let inline = ac.replace(
+            "  path: psa.yaml\n",
+            &format!("  configuration:\n{indented}"),
+        );
+        assert_eq!(
+            Policy::from_pod_security_configuration(&inline)
+                .unwrap()
+                .enforce,
+            p.enforce
+        );
+    }
+
+    #[test]
+    fn node_policy_documents_carry_the_node_keys_beside_psa_configuration() {
+        let yaml = format!(
+            "{PSC}---\napiVersion: pss-guard.io/v1alpha1\nkind: NodePolicy\nspec:\n  mode: observe\n  floor: privileged:latest\n  floor_exceptions: [calico-system]\n  default_runtime_handler: nvidia\n  exempt:\n    namespaces: [istio-system]\n  log:\n    path: /tmp/x.log\n"
+        );
+        let p = Policy::from_pod_security_configuration(&yaml).unwrap();
+        assert_eq!(p.mode, Mode::Observe);
+        assert_eq!(
+            p.enforce.to_string(),
+            "baseline:v1.30",
+            "PSA's defaults stay"
+        );
+        assert_eq!(p.floor.level, LevelVersion::PRIVILEGED);
+        assert!(p.floor.exceptions.contains("calico-system"));
+        assert_eq!(p.default_runtime_handler, "nvidia");
+        assert!(
+            p.exempt_namespaces.contains("istio-system")
+                && p.exempt_namespaces.contains("monitoring")
+        );
+        assert_eq!(p.log_path, PathBuf::from("/tmp/x.log"));
+        for bad in ["  enforce: restricted:latest\n", "  unknown: 1\n"] {
+            let y = format!(
+                "{PSC}---\napiVersion: pss-guard.io/v1alpha1\nkind: NodePolicy\nspec:\n{bad}"
+            );
+            assert!(
+                Policy::from_pod_security_configuration(&y).is_err(),
+                "{bad}"
+            );
+        }
+        let other = format!("{PSC}---\napiVersion: v1\nkind: ConfigMap\n");
+        assert!(Policy::from_pod_security_configuration(&other).is_err());
+        let version =
+            format!("{PSC}---\napiVersion: pss-guard.io/v9\nkind: NodePolicy\nspec: {{}}\n");
+        assert!(Policy::from_pod_security_configuration(&version).is_err());
+    }
+
+    #[test]
+    fn fragments_merge_into_toml_and_yaml_and_only_add() {
+        let frag = |n: &str, t: &str| (n.to_owned(), t.to_owned());
+        let fragments = [
+            frag(
+                "exempt-a.toml",
+                "# calico\n[exempt]\nnamespaces = [\"calico-system\", \"kube-system\"]\n",
+            ),
+            frag(
+                "exempt-b.toml",
+                "floor_exceptions = [\"istio-system\"]\n[exempt]\nnamespaces = [\"falco\"]\n",
+            ),
+        ];
+        let main = "# the operator's comment\nenforce = \"restricted:latest\"\nmode = \"observe\"\n[exempt]\nnamespaces = [\"monitoring\"]\n";
+        let out = compose(main, &fragments).unwrap();
+        assert!(out.contains("# the operator's comment"), "{out}");
+        let p = Policy::from_toml(&out).unwrap();
+        assert_eq!(p.enforce.to_string(), "restricted:latest");
+        assert_eq!(p.mode, Mode::Observe);
+        for ns in ["monitoring", "calico-system", "falco", "kube-system"] {
+            assert!(p.exempt_namespaces.contains(ns), "{ns}: {out}");
+        }
+        assert!(p.floor.exceptions.contains("istio-system"));
+        // Composing again adds nothing twice.
+        assert_eq!(out.matches("\"calico-system\"").count(), 1);
+        let again = compose(&out, &fragments).unwrap();
+        assert_eq!(again.matches("\"calico-system\"").count(), 1, "{again}");
+        // A policy without [exempt] gets one.
+        let p = Policy::from_toml(&compose("enforce = \"baseline:latest\"\n", &fragments).unwrap())
+            .unwrap();
+        assert!(p.exempt_namespaces.contains("falco"));
+        // YAML: one NodePolicy document.
+        let y = compose(PSC, &fragments).unwrap();
+        let p = Policy::from_pod_security_configuration(&y).unwrap();
+        assert!(
+            p.exempt_namespaces.contains("calico-system")
+                && p.exempt_namespaces.contains("monitoring")
+        );
+        assert!(p.floor.exceptions.contains("istio-system"));
+        // Nothing to merge: the text as it is.
+        assert_eq!(compose(main, &[]).unwrap(), main);
+        // A fragment may only add exemptions, and each must be valid.
+        for bad in [
+            "enforce = \"privileged:latest\"\n",
+            "mode = \"observe\"\n",
+            "[exempt]\nimages = [\"*\"]\n",
+            "[exempt]\nnamespaces = [\"a/b\"]\n",
+            "[paths]\nallowed_host_paths = [\"/etc\"]\n",
+        ] {
+            assert!(
+                compose(main, &[frag("exempt-x.toml", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn fragment_files_are_found_by_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, t) in [
+            ("exempt-b.toml", "[exempt]\nnamespaces = [\"b\"]\n"),
+            ("exempt-a.toml", "[exempt]\nnamespaces = [\"a\"]\n"),
+            ("policy.toml", "enforce = \"baseline:latest\"\n"),
+            ("exempt-.toml", "garbage"),
+            ("notes.toml", "garbage"),
+        ] {
+            std::fs::write(dir.path().join(n), t).unwrap();
+        }
+        let f = fragments_in(dir.path()).unwrap();
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["exempt-a.toml", "exempt-b.toml"]);
+        assert!(
+            fragments_in(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn node_file_applies_over_every_policy_form_and_reads_back() {
+        let n = NodeFile {
+            own_namespace: Some("pss-guard".into()),
+            default_runtime_handler: Some("nvidia".into()),
+            paths: crate::install::paths::RuntimePaths {
+                containerd_root: Some("/data/containerd".into()),
+                ..Default::default()
+            },
+        };
+        assert_eq!(NodeFile::parse(&n.render()).unwrap(), n);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(NODE_FILE_NAME), n.render()).unwrap();
+        for (name, text) in [
+            ("policy.toml", "enforce = \"restricted:latest\"\n"),
+            ("psa.yaml", PSC),
+            ("broken.toml", "enforce = "),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            let (p, _) = Policy::load_or_default(&dir.path().join(name));
+            assert_eq!(p.own_namespace.as_deref(), Some("pss-guard"), "{name}");
+            assert_eq!(p.default_runtime_handler, "nvidia", "{name}");
+            assert_eq!(p.paths.containerd_root, PathBuf::from("/data/containerd"));
+        }
+        for bad in [
+            "own_namespace = \"default\"\n",
+            "own_namespace = \"a/b\"\n",
+            "default_runtime_handler = \"\"\n",
+            "other = 1\n",
+            "[paths]\ncontainerd_root = \"relative\"\n",
+        ] {
+            assert!(NodeFile::parse(bad).is_err(), "{bad}");
+        }
+        // A broken node file changes nothing but the notes.
+        std::fs::write(dir.path().join(NODE_FILE_NAME), "own_namespace = 1").unwrap();
+        let (p, _) = Policy::load_or_default(&dir.path().join("policy.toml"));
+        assert_eq!(p.own_namespace, None);
+        assert!(
+            p.notes.iter().any(|n| n.contains("node file")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]

@@ -110,7 +110,13 @@ fn exemption(
     identity: &Identity,
     scope: &NamespaceScope,
 ) -> Option<String> {
-    if let Some(h) = &opts.handler {
+    // The handler every pod without a RuntimeClass gets is never exempt: the node cannot tell
+    // a pod that asked for it from one that did not.
+    if let Some(h) = opts
+        .handler
+        .as_ref()
+        .filter(|h| **h != policy.default_runtime_handler)
+    {
         if policy.exempt_runtime_handlers.contains(h) {
             return Some(format!("runtime handler {h:?}"));
         }
@@ -122,6 +128,10 @@ fn exemption(
         Some(k) if policy.exempt_namespaces.contains(&k.namespace) => {
             Some(format!("namespace {:?}", k.namespace))
         }
+        Some(k) if policy.own_namespace.as_deref() == Some(k.namespace.as_str()) => Some(format!(
+            "namespace {:?} (pss-guard's own, from the node file)",
+            k.namespace
+        )),
         Some(k) => k
             .image
             .as_deref()
@@ -257,6 +267,7 @@ pub fn decide(
     };
     Decision {
         identity,
+        mode: policy.mode,
         modes: scope.modes,
         policy_from: scope.from,
         notes: scope.notes,

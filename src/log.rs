@@ -48,6 +48,9 @@ struct Record<'a> {
     time: String,
     node: &'a str,
     decision: Kind,
+    /// Only in observe mode: `"observe"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
     container_id: &'a str,
     container: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +96,7 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         time,
         node,
         decision: d.kind(),
+        mode: (d.mode == crate::config::Mode::Observe).then_some("observe"),
         container_id: &d.identity.container_id,
         container: d.identity.container_name(),
         namespace: kube.map(|k| k.namespace.as_str()),

@@ -50,11 +50,14 @@ const INSTALL: Command = Command {
     name: "install",
     usage: "\
 pss-guard install [--root DIR] [--dry-run] [--restart] [--binary FILE] [--policy FILE]
-    [--replace-policy] [--bin-path PATH] [--policy-path PATH] [--containerd-config PATH]
-    [--containerd-config-version 2|3] [--spec-dir DIR] [--hooks-dir DIR]
-    [--only containerd|hooks.d] [--restart-command CMD]
-    Put the hook on this node (or the host mounted at --root): binary, policy,
-    containerd base specs and config, CRI-O/Podman hooks.d.
+    [--replace-policy] [--own-namespace NS] [--bin-path PATH] [--policy-path PATH]
+    [--containerd-config PATH] [--containerd-config-version 2|3] [--spec-dir DIR]
+    [--hooks-dir DIR] [--only containerd|hooks.d] [--restart-command CMD]
+    Put the hook on this node (or the host mounted at --root): binary, policy (TOML or
+    PSA's YAML, with the exempt-*.toml fragments beside it merged in), the node file
+    (--own-namespace: the DaemonSet's namespace, exempt under every policy; containerd's
+    default handler; the runtime's directories), containerd base specs and config,
+    CRI-O/Podman hooks.d.
 ",
 };
 const UNINSTALL: Command = Command {
@@ -80,6 +83,15 @@ pss-guard health [--root DIR] [--json] [--bin-path PATH] [--policy-path PATH]
     exit 0 healthy, 1 unhealthy.
 ",
 };
+const POLICY: Command = Command {
+    name: "policy",
+    usage: "\
+pss-guard policy FILE
+    Print the node policy FILE makes (TOML or PSA's YAML, with the exempt-*.toml fragments
+    beside it merged in), as install and the agent write it onto a node; exit 0 when it
+    loads, 2 when it does not.
+",
+};
 const VERSION: Command = Command {
     name: "version",
     usage: "\
@@ -87,8 +99,8 @@ pss-guard version (or --version)
     Print the version.
 ",
 };
-const COMMANDS: [&Command; 7] = [
-    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &VERSION,
+const COMMANDS: [&Command; 8] = [
+    &HOOK, &CHECK, &INSTALL, &UNINSTALL, &AUDIT, &HEALTH, &POLICY, &VERSION,
 ];
 
 fn usage() -> String {
@@ -168,6 +180,7 @@ fn run() -> Result<u8, CliError> {
         "uninstall" => install_cmd(parser, &UNINSTALL),
         "audit" => audit_cmd(parser),
         "health" => health_cmd(parser),
+        "policy" => policy_cmd(parser),
         "version" => {
             no_arguments(parser, &VERSION)?;
             Ok(version())
@@ -175,6 +188,33 @@ fn run() -> Result<u8, CliError> {
         "help" => help_cmd(parser),
         other => Err(top(format!("unknown command {other:?}"))),
     }
+}
+
+fn policy_cmd(mut p: lexopt::Parser) -> Result<u8, CliError> {
+    let c = &POLICY;
+    let mut file = None;
+    while let Some(arg) = p.next().map_err(|e| CliError::usage(c, e))? {
+        match arg {
+            Long("help") | Short('h') => return Ok(print_usage(c)),
+            Value(v) if file.is_none() => file = Some(PathBuf::from(v)),
+            other => return Err(CliError::usage(c, other.unexpected())),
+        }
+    }
+    let file = file.ok_or_else(|| CliError::usage(c, "a policy file is required"))?;
+    let failed = |e: pss_guard::config::ConfigError| {
+        CliError::failed(pss_guard::error::Error::Policy {
+            path: file.clone(),
+            source: e,
+        })
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| failed(pss_guard::config::ConfigError::Read(e)))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let fragments = pss_guard::config::fragments_in(dir).map_err(failed)?;
+    let text = pss_guard::config::compose(&text, &fragments).map_err(failed)?;
+    Policy::from_text(&text, Some(dir)).map_err(failed)?;
+    print!("{text}");
+    Ok(0)
 }
 
 fn version() -> u8 {
@@ -391,6 +431,7 @@ fn install_cmd(mut p: lexopt::Parser, c: &'static Command) -> Result<u8, CliErro
             Long("binary") => o.binary_source = Some(path_value(&mut p, c)?),
             Long("policy") => o.policy_source = Some(path_value(&mut p, c)?),
             Long("replace-policy") => o.replace_policy = true,
+            Long("own-namespace") => o.own_namespace = Some(value(&mut p, c)?),
             Long("purge") if uninstall => o.purge = true,
             Long("bin-path") => o.bin_path = path_value(&mut p, c)?,
             Long("policy-path") => o.policy_path = path_value(&mut p, c)?,

@@ -20,15 +20,19 @@ pub enum Kind {
     Exempt,
     /// Could not be evaluated: refused (fail closed).
     Error,
+    /// The node observes (`mode = "observe"`): enforcing, this container would have been
+    /// refused (a violation or an error); it starts, and the record keeps why.
+    WouldRefuse,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Allowed,
         Kind::Refused,
         Kind::Audit,
         Kind::Exempt,
         Kind::Error,
+        Kind::WouldRefuse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,13 +42,14 @@ impl Kind {
             Kind::Audit => "audit",
             Kind::Exempt => "exempt",
             Kind::Error => "error",
+            Kind::WouldRefuse => "would_refuse",
         }
     }
 
     /// grep's convention: 0 allowed, 1 refused, 2 error.
     pub fn exit_code(self) -> u8 {
         match self {
-            Kind::Allowed | Kind::Audit | Kind::Exempt => 0,
+            Kind::Allowed | Kind::Audit | Kind::Exempt | Kind::WouldRefuse => 0,
             Kind::Refused => 1,
             Kind::Error => 2,
         }
@@ -103,6 +108,9 @@ pub enum Verdict {
 #[derive(Clone, Debug)]
 pub struct Decision {
     pub identity: Identity,
+    /// Whether the node refuses or only observes; everything else in the decision is the same
+    /// either way.
+    pub mode: crate::config::Mode,
     /// The level and version of each mode for this container.
     pub modes: Modes,
     pub policy_from: PolicyFrom,
@@ -124,6 +132,14 @@ fn one_line(s: &str) -> String {
 
 impl Decision {
     pub fn kind(&self) -> Kind {
+        match (self.mode, self.enforce_kind()) {
+            (crate::config::Mode::Observe, Kind::Refused | Kind::Error) => Kind::WouldRefuse,
+            (_, k) => k,
+        }
+    }
+
+    /// The decision the node would take enforcing, whatever its mode.
+    pub fn enforce_kind(&self) -> Kind {
         match &self.verdict {
             Verdict::Evaluated(e) if !e.report.allowed() => Kind::Refused,
             Verdict::Evaluated(e) if e.audit.as_ref().is_some_and(|a| !a.allowed()) => Kind::Audit,
@@ -188,6 +204,9 @@ impl Decision {
 
     /// The single stderr line the runtime hands to kubelet, for refusals and errors.
     pub fn stderr_line(&self) -> Option<String> {
+        if self.kind().exit_code() == 0 {
+            return None;
+        }
         let line = match &self.verdict {
             Verdict::Evaluated(e) => {
                 format!("pss-guard: {} {}", self.subject(), e.report.message()?)
@@ -332,6 +351,7 @@ impl Decision {
         let enforce = self.report().map(report_json);
         serde_json::json!({
             "decision": self.kind(),
+            "mode": self.mode.as_str(),
             "container": self.identity.container_name(),
             "container_id": self.identity.container_id,
             "namespace": self.identity.kube.as_ref().map(|k| &k.namespace),

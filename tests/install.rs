@@ -552,3 +552,60 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+#[test]
+fn a_yaml_policy_with_fragments_installs_and_the_node_file_says_what_the_node_is() {
+    // A PodSecurityConfiguration from the ConfigMap, an exempt-*.toml key beside it, the
+    // DaemonSet's namespace, and a containerd whose default handler is nvidia (EKS GPU AMIs).
+    let root = host(Some("v3-containerd-2.x-gpu-and-kata.toml"));
+    let config = tempfile::tempdir().unwrap();
+    let psc = "apiVersion: pod-security.admission.config.k8s.io/v1\nkind: PodSecurityConfiguration\ndefaults:\n  enforce: baseline\nexemptions:\n  runtimeClasses: [gpu]\n";
+    fs::write(config.path().join("policy.yaml"), psc).unwrap();
+    fs::write(
+        config.path().join("exempt-addons.toml"),
+        "[exempt]\nnamespaces = [\"calico-system\"]\n",
+    )
+    .unwrap();
+    let policy = config.path().join("policy.yaml");
+    install(
+        root.path(),
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--own-namespace",
+            "guard-system",
+        ],
+    );
+    let etc = root.path().join("etc/pss-guard");
+    let written = fs::read_to_string(etc.join("policy.toml")).unwrap();
+    assert!(
+        written.starts_with(psc),
+        "the operator's YAML as it is:\n{written}"
+    );
+    let (p, err) = pss_guard::config::Policy::load_or_default(&etc.join("policy.toml"));
+    assert_eq!(err, None, "{written}");
+    assert_eq!(p.enforce.to_string(), "baseline:latest");
+    assert!(p.exempt_namespaces.contains("calico-system"), "{written}");
+    assert_eq!(p.own_namespace.as_deref(), Some("guard-system"));
+    assert_eq!(p.default_runtime_handler, "nvidia");
+    // A namespace the hook would not take stops the install before anything is written.
+    let again = tempfile::tempdir().unwrap();
+    let r = again.path().to_str().unwrap();
+    let out = run(&[
+        "install",
+        "--root",
+        r,
+        "--only",
+        "containerd",
+        "--own-namespace",
+        "default",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Uninstall removes the node file, which is the installer's own.
+    uninstall(root.path(), &[]);
+    assert!(!etc.join("node.toml").exists());
+    assert!(
+        etc.join("policy.toml").exists(),
+        "the policy is the operator's"
+    );
+}

@@ -2,7 +2,7 @@
 //! sid's, installed by scripts/install-deps.sh) and validated against the Kubernetes schemas
 //! (`kubernetes-validate --strict`), the conventions of the charts people run checked on every
 //! object, the policy of each overlay through the policy parser, the committed single-file
-//! manifest equal to its rendering, and the README's one-file overlay rendered as shown.
+//! manifest equal to its rendering, and the one-file overlay of docs/install.md rendered as shown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,10 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const OVERLAYS: [&str; 6] = [
+const OVERLAYS: [&str; 5] = [
     "daemonset-install",
     "eks-userdata",
-    "observe-only",
     "restricted",
     "servicemonitor",
     "podmonitor",
@@ -291,6 +290,8 @@ fn install_modes_differ_only_where_they_should() {
             "--policy",
             "/config/policy.toml",
             "--replace-policy",
+            "--own-namespace",
+            "$(POD_NAMESPACE)",
             "--restart"
         ])
     );
@@ -313,9 +314,24 @@ fn install_modes_differ_only_where_they_should() {
     );
 }
 
+/// The node policy an overlay's ConfigMap makes: `policy.toml` with its `exempt-*.toml` keys
+/// merged in, as the installer and the agent compose it.
+fn node_policy_of(objects: &[Value]) -> String {
+    let data = find(objects, "ConfigMap")["data"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let fragments: Vec<(String, String)> = data
+        .iter()
+        .filter(|(k, _)| pss_guard::config::is_fragment_name(k))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    pss_guard::config::compose(&policy_of(objects), &fragments).unwrap()
+}
+
 #[test]
 fn each_overlays_policy_is_what_it_says() {
-    use pss_guard::config::Policy;
+    use pss_guard::config::{Mode, Policy};
     for (overlay, enforce, audit) in [
         (
             "daemonset-install",
@@ -325,7 +341,8 @@ fn each_overlays_policy_is_what_it_says() {
         ("eks-userdata", "baseline:latest", Some("restricted:latest")),
         ("restricted", "restricted:latest", None),
     ] {
-        let text = policy_of(&rendered(overlay));
+        let objects = rendered(overlay);
+        let text = node_policy_of(&objects);
         let p = Policy::from_toml(&text).unwrap_or_else(|e| panic!("{overlay}: {e}\n{text}"));
         assert_eq!(p.enforce.to_string(), enforce, "{overlay}");
         assert_eq!(
@@ -333,19 +350,49 @@ fn each_overlays_policy_is_what_it_says() {
             audit,
             "{overlay}"
         );
-        assert!(p.exempt_namespaces.contains("pss-guard"));
+        // A fresh install refuses nothing: it observes until the operator switches.
+        assert_eq!(p.mode, Mode::Observe, "{overlay}");
+        // The well-known add-ons' namespaces are exempt (components/eks-addons)...
+        for ns in ["calico-system", "amazon-cloudwatch", "istio-system"] {
+            assert!(p.exempt_namespaces.contains(ns), "{overlay}: {ns}");
+        }
+        // ...and pss-guard's own is not a name in the policy: the node file carries the
+        // namespace the DaemonSet really runs in, from its downward API.
+        assert!(!p.exempt_namespaces.contains("pss-guard"), "{overlay}");
+        let ds = find(&objects, "DaemonSet");
+        let spec = &ds["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["hostNetwork"], true,
+            "{overlay}: a refused CNI cannot cut the agent off"
+        );
+        for c in spec["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["initContainers"].as_array().into_iter().flatten())
+        {
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let at = args.iter().position(|a| *a == "--own-namespace");
+            assert_eq!(
+                at.map(|i| args[i + 1]),
+                Some("$(POD_NAMESPACE)"),
+                "{overlay}: {}",
+                c["name"]
+            );
+            let env = c["env"].as_array().unwrap();
+            assert!(
+                env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+                    && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+                "{overlay}: {}",
+                c["name"]
+            );
+        }
     }
-    // Observe-only: nothing refused (privileged), every would-be baseline refusal recorded, and
-    // the floor follows the lower default so that labels cannot bring enforcement back.
-    let text = policy_of(&rendered("observe-only"));
-    let p = Policy::from_toml(&text).unwrap_or_else(|e| panic!("observe-only: {e}\n{text}"));
-    assert_eq!(p.enforce.to_string(), "privileged:latest");
-    assert_eq!(
-        p.audit.map(|a| a.to_string()).as_deref(),
-        Some("baseline:latest")
-    );
-    assert_eq!(p.floor.level.to_string(), "privileged:latest");
-    assert_eq!(p.labels, pss_guard::config::LabelUse::Record);
 }
 
 #[test]
@@ -385,12 +432,7 @@ fn monitors_select_the_daemonset_pods_metrics_port() {
         );
     }
     // Opt-in: the plain overlays carry no CRD objects (they would fail without the operator).
-    for overlay in [
-        "daemonset-install",
-        "eks-userdata",
-        "observe-only",
-        "restricted",
-    ] {
+    for overlay in ["daemonset-install", "eks-userdata", "restricted"] {
         assert!(
             rendered(overlay)
                 .iter()
@@ -400,27 +442,30 @@ fn monitors_select_the_daemonset_pods_metrics_port() {
 }
 
 #[test]
-fn committed_manifest_is_the_rendered_daemonset_install_overlay() {
+fn committed_manifest_and_boot_policy_are_what_the_kustomize_tree_renders() {
+    // pss-guard.yaml is the daemonset-install overlay; the EKS user data's boot policy and
+    // node file are the eks-userdata overlay's ConfigMap composed as the agent composes it.
     let out = Command::new("bash")
         .arg(repo("scripts/render-manifests.sh"))
         .arg("--check")
+        .env("PSS_GUARD_BIN", env!("CARGO_BIN_EXE_pss-guard"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "deploy/kubernetes/pss-guard.yaml is stale: run scripts/render-manifests.sh\n{}",
+        "generated files are stale: run scripts/render-manifests.sh\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
 }
 
 #[test]
-fn readme_one_file_overlay_sets_image_policy_resources_and_priority() {
+fn documented_one_file_overlay_sets_image_policy_resources_and_priority() {
     let file =
         std::fs::read_to_string(repo("examples/kustomize-overlay/kustomization.yaml")).unwrap();
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let doc = std::fs::read_to_string(repo("docs/install.md")).unwrap();
     assert!(
-        readme.contains(&file),
-        "README does not show examples/kustomize-overlay/kustomization.yaml as it is"
+        doc.contains(&file),
+        "docs/install.md does not show examples/kustomize-overlay/kustomization.yaml as it is"
     );
     let objects = docs(&kustomize_build(&repo("examples/kustomize-overlay")));
     validate("example", &objects);

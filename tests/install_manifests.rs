@@ -81,7 +81,13 @@ fn configmap_policy_is_a_valid_policy() {
     let text = configmap_policy();
     let p = pss_guard::config::Policy::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(p.enforce.to_string(), "baseline:latest");
-    assert!(p.exempt_namespaces.contains("pss-guard"));
+    assert_eq!(
+        p.mode,
+        pss_guard::config::Mode::Observe,
+        "a fresh install observes"
+    );
+    // pss-guard's own namespace comes from the node file (the DaemonSet's downward API).
+    assert!(!p.exempt_namespaces.contains("pss-guard"));
 }
 
 const PARSE_MIME: &str = r#"

@@ -114,7 +114,14 @@ fn user_data_installs_a_binary_for_the_nodes_cpu_only() {
         std::fs::read(&installed).unwrap(),
         std::fs::read(BIN).unwrap()
     );
-    assert!(dir.path().join("etc/pss-guard/policy.toml").is_file());
+    // The boot policy loads, observes, and exempts pss-guard's own namespace through the node
+    // file, as the agent will once it runs (the same text: scripts/render-manifests.sh).
+    let (p, err) =
+        pss_guard::config::Policy::load_or_default(&dir.path().join("etc/pss-guard/policy.toml"));
+    assert_eq!(err, None);
+    assert_eq!(p.mode, pss_guard::config::Mode::Observe);
+    assert_eq!(p.own_namespace.as_deref(), Some("pss-guard"));
+    assert!(p.exempt_namespaces.contains("calico-system"));
 
     // A node of the other CPU given this binary (a mix-up in the bucket, checksum matching):
     // refused before anything is in place.

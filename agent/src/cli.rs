@@ -12,10 +12,10 @@ pub const DEFAULT_API_QPS: f64 = 5.0;
 pub const DEFAULT_MAX_RESULTS: usize = 1000;
 
 pub const USAGE: &str = "\
-usage: pss-guard-agent [--log FILE] [--listen ADDR] [--node NAME] [--from-start]
+usage: pss-guard-agent [--log FILE] [--position FILE] [--listen ADDR] [--node NAME] [--from-start]
            [--snapshot FILE] [--snapshot-refresh SECS] [--no-watch]
            [--policy-source FILE --policy-dest FILE] [--host-root DIR]
-           [--containerd-config FILE] [--health] [--proc DIR]
+           [--containerd-config FILE] [--own-namespace NS] [--health] [--proc DIR]
            [--reports policyreport|openreports|off] [--events] [--api-qps N]
            [--max-results N] [--audit-interval SECS]
 
@@ -29,7 +29,10 @@ pss-guard's node agent (the DaemonSet's long-running container):
   --log FILE              decision log to follow [HOST-ROOT/var/log/pss-guard/decisions.log]
   --listen ADDR           metrics address [0.0.0.0:9713]
   --node NAME             Kubernetes node name put in printed records (downward API)
-  --from-start            also print and count the records already in the log
+  --position FILE         where the read position in the log is kept across restarts
+                          [HOST-ROOT/var/lib/pss-guard/log-position]
+  --from-start            ignore the saved position: print and count the current log from its
+                          start (without a saved position it is read from its start anyway)
   --snapshot FILE         snapshot file to write [HOST-ROOT/var/lib/pss-guard/cluster.json]
   --snapshot-refresh SECS rewrite the snapshot at least this often while watches are healthy [300]
   --no-watch              no API server access: no watches, no snapshot
@@ -39,6 +42,8 @@ pss-guard's node agent (the DaemonSet's long-running container):
   --containerd-config FILE  containerd's config as the host names it; the policy sync sets the
                           policy's [paths] from it, --health checks its handlers
                           [/etc/containerd/config.toml]
+  --own-namespace NS      the namespace this DaemonSet runs in (downward API): written to the
+                          node file beside --policy-dest, exempt under every policy form
   --health                check the hook's wiring on the host (`pss-guard health`) every 2 s,
                           in /readyz and the metrics
   --proc DIR              the host's /proc, for --health (the pod needs hostPID) [/proc]
@@ -56,6 +61,8 @@ pss-guard's node agent (the DaemonSet's long-running container):
 #[derive(Clone, Debug)]
 pub struct Options {
     pub log: PathBuf,
+    /// The follower's position file.
+    pub position: PathBuf,
     pub listen: SocketAddr,
     pub node: Option<String>,
     pub from_start: bool,
@@ -66,6 +73,8 @@ pub struct Options {
     pub host_root: PathBuf,
     /// containerd's config, a host path (read under `host_root`).
     pub containerd_config: PathBuf,
+    /// The DaemonSet's namespace, for the node file.
+    pub own_namespace: Option<String>,
     pub health: bool,
     pub proc_dir: PathBuf,
     pub reports: Option<crate::policyreport::Api>,
@@ -98,6 +107,7 @@ fn string(p: &mut lexopt::Parser, name: &str) -> Result<String, String> {
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Command, String> {
     let mut p = lexopt::Parser::from_args(args);
     let mut log = None;
+    let mut position = None;
     let mut snapshot = None;
     let mut source = None;
     let mut dest = None;
@@ -109,6 +119,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut host_root = PathBuf::from("/");
     let mut containerd_config = PathBuf::from(pss_guard::install::DEFAULT_CONTAINERD_CONFIG);
     let mut health = false;
+    let mut own_namespace = None;
     let mut proc_dir = PathBuf::from("/proc");
     let mut reports = None;
     let mut events = false;
@@ -120,6 +131,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
             Long("log") => log = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+            Long("position") => {
+                position = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+            }
             Long("listen") => {
                 listen = string(&mut p, "--listen")?
                     .parse()
@@ -151,6 +165,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 containerd_config = PathBuf::from(p.value().map_err(|e| e.to_string())?)
             }
             Long("health") => health = true,
+            Long("own-namespace") => {
+                own_namespace = Some(string(&mut p, "--own-namespace")?).filter(|n| !n.is_empty())
+            }
             Long("proc") => proc_dir = PathBuf::from(p.value().map_err(|e| e.to_string())?),
             Long("reports") => {
                 let v = string(&mut p, "--reports")?;
@@ -209,6 +226,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     }
     Ok(Command::Run(Box::new(Options {
         log: log.unwrap_or_else(|| under(&host_root, pss_guard::config::DEFAULT_LOG_PATH)),
+        position: position.unwrap_or_else(|| crate::position::default_path(&host_root)),
         snapshot: snapshot.unwrap_or_else(|| under(&host_root, DEFAULT_SNAPSHOT_PATH)),
         listen,
         node,
@@ -218,6 +236,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         policy,
         host_root,
         containerd_config,
+        own_namespace,
         health,
         proc_dir,
         reports,
@@ -244,6 +263,7 @@ mod tests {
         let o = run(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(o.log, Path::new("/var/log/pss-guard/decisions.log"));
         assert_eq!(o.snapshot, Path::new("/var/lib/pss-guard/cluster.json"));
+        assert_eq!(o.position, Path::new("/var/lib/pss-guard/log-position"));
         assert_eq!(o.listen.to_string(), "0.0.0.0:9713");
         assert!(o.watch && o.policy.is_none());
     }
@@ -256,6 +276,10 @@ mod tests {
         assert_eq!(
             o.snapshot,
             Path::new("/host/var/lib/pss-guard/cluster.json")
+        );
+        assert_eq!(
+            o.position,
+            Path::new("/host/var/lib/pss-guard/log-position")
         );
     }
 

@@ -3,7 +3,8 @@
 //! here:
 //!
 //! - [`follow`] streams the node's decision log to stdout (with the Kubernetes node name) across
-//!   rotation and truncation, and counts every record into [`metrics`];
+//!   rotation and truncation, and counts every record into [`metrics`]; [`position`] keeps its
+//!   place on the host across restarts;
 //! - [`http`] serves `/metrics`, `/healthz` and `/readyz`;
 //! - [`snapshot`] watches Namespaces (metadata only) and RuntimeClasses and writes the small file
 //!   the hook reads on every container start;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod node_audit;
 pub mod policy_sync;
 pub mod policyreport;
+pub mod position;
 pub mod publish;
 pub mod snapshot;
 pub mod status;

@@ -8,6 +8,7 @@ use pss_guard_agent::cli::{self, Command, Options};
 use pss_guard_agent::follow::{self, FollowOptions};
 use pss_guard_agent::node_audit::{self, AuditOptions};
 use pss_guard_agent::policy_sync::{PolicySync, PolicySyncOptions};
+use pss_guard_agent::position::Cursor;
 use pss_guard_agent::publish::{PublishOptions, Publisher};
 use pss_guard_agent::snapshot::Watcher;
 use pss_guard_agent::status::Shared;
@@ -72,10 +73,11 @@ async fn serve(opts: &Options) -> Result<(), String> {
         from_start: opts.from_start,
         poll: LOG_POLL,
     };
-    let s = Arc::clone(&shared);
+    let cursor = Arc::new(Cursor::new(Some(opts.position.clone()), opts.log.clone()));
+    let (s, c) = (Arc::clone(&shared), Arc::clone(&cursor));
     std::thread::Builder::new()
         .name("follow".into())
-        .spawn(move || follow::run(&f, &s))
+        .spawn(move || follow::run(&f, &s, &c))
         .map_err(|e| format!("starting the log follower: {e}"))?;
 
     if let Some((source, dest)) = &opts.policy {
@@ -85,6 +87,7 @@ async fn serve(opts: &Options) -> Result<(), String> {
             poll: POLICY_POLL,
             host_root: opts.host_root.clone(),
             containerd_config: opts.containerd_config.clone(),
+            own_namespace: opts.own_namespace.clone(),
         });
         let s = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -145,7 +148,7 @@ async fn serve(opts: &Options) -> Result<(), String> {
         }
     }
 
-    let http = tokio::spawn(pss_guard_agent::http::serve(listener, shared));
+    let http = tokio::spawn(pss_guard_agent::http::serve(listener, Arc::clone(&shared)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("SIGTERM handler: {e}"))?;
     tokio::select! {
@@ -153,6 +156,11 @@ async fn serve(opts: &Options) -> Result<(), String> {
         _ = tokio::signal::ctrl_c() => {}
         _ = http => {}
     }
-    // The follower and policy threads hold no state worth flushing: exit now.
+    // The log position is the only state worth keeping: written under the follower's lock, so
+    // no record is printed after it, and the process ends there. A follower stuck printing to
+    // a blocked stdout holds the lock: then exit after 5 s without it (the last save is at
+    // most a second old, and its records are printed again next time).
+    tokio::task::spawn_blocking(move || cursor.save_and_exit(&shared));
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     std::process::exit(0)
 }

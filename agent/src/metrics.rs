@@ -440,6 +440,12 @@ pub fn render_status(o: &mut String, st: &Status, snapshot_age: Option<f64>) {
         "Decision log truncations the follower restarted from.",
         st.follower.truncations,
     );
+    counter(
+        o,
+        "pss_guard_log_position_errors_total",
+        "Failed writes of the follower's position file (a restart then repeats records).",
+        st.follower.position_errors,
+    );
     if let Some(ws) = &st.watches {
         let now = std::time::Instant::now();
         header(
@@ -521,6 +527,12 @@ pub fn render_status(o: &mut String, st: &Status, snapshot_age: Option<f64>) {
             "pss_guard_policy_sync_total",
             "Policy files copied from the ConfigMap to the host.",
             p.synced,
+        );
+        counter(
+            o,
+            "pss_guard_policy_restored_total",
+            "Times the host's policy file was found removed or changed while the ConfigMap was not, and written again.",
+            p.restored,
         );
         counter(
             o,

@@ -1,6 +1,10 @@
 //! The policy ConfigMap, mounted in the agent's pod, copied to the host path the hook reads,
 //! without a rollout restart. The kubelet updates a ConfigMap volume by swapping a symlink
 //! (`..data`), so the source is simply re-read every poll and compared with what was last seen.
+//! While the source stays the same, the destination is compared with what was last installed:
+//! a policy file deleted or edited on the host is written again (the ConfigMap is the one
+//! source of the policy on a node that runs the agent), counted in
+//! `pss_guard_policy_restored_total`.
 //!
 //! A changed source is written to a temp file beside the destination and loaded from there with
 //! the hook's own parser (`pss_guard::config::Policy::load`): the bytes that are checked are the
@@ -13,7 +17,12 @@
 //! name, as the installer does): one ConfigMap serves every node, but a node whose containerd
 //! keeps its `root`/`state` elsewhere (k3s, RKE2, custom images) would otherwise see every pod's
 //! `/etc/hosts` and `resolv.conf` as host paths and refuse every pod. A PodSecurityConfiguration
-//! (YAML) has no `[paths]`: it is installed as it is, and the hook uses the stock directories.
+//! (YAML) has no `[paths]`: it is installed as it is; the node file carries the directories.
+//!
+//! Fragments (`exempt-*.toml` keys of the same ConfigMap) are merged into the policy first
+//! (`pss_guard::config::compose`), and the node file beside the destination
+//! (`pss_guard::config::NodeFile`: this DaemonSet's namespace, containerd's default handler,
+//! the runtime's directories) is kept in step with the node on every poll.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +39,8 @@ pub struct PolicySyncOptions {
     /// where this node's runtime directories are read from.
     pub host_root: PathBuf,
     pub containerd_config: PathBuf,
+    /// This DaemonSet's namespace, for the node file.
+    pub own_namespace: Option<String>,
 }
 
 /// What one look at the source did.
@@ -45,9 +56,51 @@ pub enum Outcome {
 pub struct PolicySync {
     opts: PolicySyncOptions,
     last_seen: Option<Vec<u8>>,
+    /// The bytes last installed at the destination (a policy that loaded).
+    installed: Option<Vec<u8>>,
     last_failure: Option<String>,
     /// The `[paths]` lines last logged, so a change is logged once.
     last_paths: Vec<String>,
+}
+
+/// What this node says of itself, for the node file.
+pub fn node_file(
+    host_root: &std::path::Path,
+    containerd_config: &std::path::Path,
+    own_namespace: Option<&str>,
+) -> pss_guard::config::NodeFile {
+    let config = std::fs::read_to_string(pss_guard::install::files::under(
+        host_root,
+        containerd_config,
+    ))
+    .ok();
+    pss_guard::config::NodeFile {
+        own_namespace: own_namespace.map(str::to_owned),
+        default_runtime_handler: Some(match &config {
+            Some(text) => pss_guard::install::containerd::default_handler_of(text),
+            None => pss_guard::install::containerd::DEFAULT_HANDLER.to_owned(),
+        }),
+        paths: pss_guard::install::paths::for_host(host_root, containerd_config),
+    }
+}
+
+/// The source with the fragments beside it merged in; text that does not compose is returned
+/// as it is, for the load to report.
+pub fn composed(source: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let Ok(text) = String::from_utf8(bytes.clone()) else {
+        return Ok(bytes);
+    };
+    let dir = source.parent().unwrap_or(std::path::Path::new("."));
+    let fragments = pss_guard::config::fragments_in(dir).map_err(|e| {
+        format!(
+            "fragments in {}: {}",
+            dir.display(),
+            pss_guard::error::chain_of(&e)
+        )
+    })?;
+    pss_guard::config::compose(&text, &fragments)
+        .map(String::into_bytes)
+        .map_err(|e| pss_guard::error::chain_of(&e))
 }
 
 /// What is written for a source: a TOML policy with this node's `[paths]`, anything else (a
@@ -72,6 +125,7 @@ impl PolicySync {
         PolicySync {
             opts,
             last_seen: None,
+            installed: None,
             last_failure: None,
             last_paths: Vec::new(),
         }
@@ -92,11 +146,23 @@ impl PolicySync {
 
     /// Looks at the source once.
     pub fn step(&mut self, shared: &Shared) -> Outcome {
+        self.sync_node_file(shared);
         let (src, dest) = (&self.opts.source, &self.opts.dest);
         let bytes = match std::fs::read(src) {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("reading {}: {e}", src.display());
+                return self.fail(shared, msg);
+            }
+        };
+        let bytes = match composed(src, bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!(
+                    "{}: {e}; the last good policy at {} stays in force",
+                    src.display(),
+                    dest.display()
+                );
                 return self.fail(shared, msg);
             }
         };
@@ -111,8 +177,30 @@ impl PolicySync {
         // What would be written: a changed source, or a runtime config that moved its
         // directories, is a change.
         if self.last_seen.as_ref() == Some(&out) {
-            return Outcome::Unchanged;
+            // The source is as it was: the destination must still hold what was installed (also
+            // while the source does not load: then the last good policy is put back).
+            let Some(good) = self.installed.clone() else {
+                return Outcome::Unchanged;
+            };
+            if std::fs::read(dest).ok().as_ref() == Some(&good) {
+                return Outcome::Unchanged;
+            }
+            eprintln!(
+                "pss-guard-agent: policy sync: {} was removed or changed on the host while the ConfigMap was not: installing the last good policy again",
+                dest.display()
+            );
+            if let Some(p) = shared.status().policy.as_mut() {
+                p.restored += 1;
+            }
+            return self.install(shared, good, true);
         }
+        self.install(shared, out, false)
+    }
+
+    /// Checks `out` with the hook's parser and renames it onto the destination. `restoring`: it
+    /// is the last good policy put back, and says nothing new about the source.
+    fn install(&mut self, shared: &Shared, out: Vec<u8>, restoring: bool) -> Outcome {
+        let (src, dest) = (&self.opts.source, &self.opts.dest);
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = std::fs::create_dir_all(dir)
         {
@@ -127,6 +215,14 @@ impl PolicySync {
         }
         if let Err(e) = pss_guard::config::Policy::load(&tmp) {
             let _ = std::fs::remove_file(&tmp);
+            if restoring {
+                let msg = format!(
+                    "the last good policy no longer loads, {} left as it is: {}",
+                    dest.display(),
+                    pss_guard::error::chain_of(&e)
+                );
+                return self.fail(shared, msg);
+            }
             let msg = format!(
                 "{} does not load, the last good policy at {} stays in force: {}",
                 src.display(),
@@ -158,15 +254,52 @@ impl PolicySync {
             );
             true
         };
-        self.last_seen = Some(out);
         self.last_failure = None;
         let mut st = shared.status();
         if let Some(p) = st.policy.as_mut() {
             p.synced += u64::from(written);
-            p.source_valid = Some(true);
-            p.last_error = None;
+            if !restoring {
+                p.source_valid = Some(true);
+                p.last_error = None;
+            }
         }
+        if !restoring {
+            self.last_seen = Some(out.clone());
+        }
+        self.installed = Some(out);
         Outcome::Synced(written)
+    }
+
+    /// Writes the node file beside the destination when what the node says has changed.
+    fn sync_node_file(&mut self, shared: &Shared) {
+        let path = self
+            .opts
+            .dest
+            .with_file_name(pss_guard::config::NODE_FILE_NAME);
+        let want = node_file(
+            &self.opts.host_root,
+            &self.opts.containerd_config,
+            self.opts.own_namespace.as_deref(),
+        )
+        .render()
+        .into_bytes();
+        if std::fs::read(&path).ok().as_ref() == Some(&want) {
+            return;
+        }
+        let tmp = fsutil::temp_path(&path);
+        let written =
+            fsutil::write_temp(&tmp, &want, 0o644).and_then(|()| fsutil::commit(&tmp, &path));
+        match written {
+            Ok(()) => eprintln!(
+                "pss-guard-agent: policy sync: node file {} written",
+                path.display()
+            ),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                let msg = format!("writing node file {}: {e}", path.display());
+                self.fail(shared, msg);
+            }
+        }
     }
 
     /// Runs forever on its own thread.

@@ -18,6 +18,8 @@ pub struct Follower {
     pub last_error: Option<String>,
     pub rotations: u64,
     pub truncations: u64,
+    /// Failed writes of the log position file.
+    pub position_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +52,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct PolicySync {
     pub synced: u64,
+    /// Times the destination was found removed or changed on the host and written again.
+    pub restored: u64,
     pub invalid: u64,
     pub errors: u64,
     /// Whether the source as last read parses; `None` before the first read.

@@ -42,7 +42,7 @@ const RUNC_TYPES: [&str; 3] = [
 ];
 const DEFAULT_RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 /// containerd's default `default_runtime_name`.
-const DEFAULT_HANDLER: &str = "runc";
+pub const DEFAULT_HANDLER: &str = "runc";
 /// The hook's timeout in the base spec (seconds); the hook kills itself before it.
 pub const HOOK_TIMEOUT_SECS: u64 = 10;
 
@@ -321,6 +321,23 @@ fn ensure_table<'a>(
             .ok_or_else(|| ContainerdError::NotATable(path[..=i].join(".")))?;
     }
     Ok(cur)
+}
+
+/// The handler pods without a RuntimeClass run with: the config's `default_runtime_name` (read
+/// where its version keeps it), else containerd's own default. A config that does not parse
+/// gives containerd's default too: the installer reports that config separately.
+pub fn default_handler_of(text: &str) -> String {
+    let Ok(doc) = parse(text) else {
+        return DEFAULT_HANDLER.to_owned();
+    };
+    let Ok(Some(v)) = version_of(&doc) else {
+        return DEFAULT_HANDLER.to_owned();
+    };
+    get_table(doc.as_table(), &v.containerd_table())
+        .and_then(|t| t.get("default_runtime_name"))
+        .and_then(Item::as_str)
+        .unwrap_or(DEFAULT_HANDLER)
+        .to_owned()
 }
 
 /// Every handler in the config, plus containerd's default handler when the config does not

@@ -98,6 +98,9 @@ pub struct Options {
     pub policy_source: Option<PathBuf>,
     /// Replace an existing policy file with `policy_source`.
     pub replace_policy: bool,
+    /// The namespace pss-guard's DaemonSet runs in (the installer's downward API), written to
+    /// the node file so the guard's own pods start under any policy.
+    pub own_namespace: Option<String>,
     /// Uninstall: remove the policy file too.
     pub purge: bool,
     pub bin_path: PathBuf,
@@ -121,6 +124,7 @@ impl Default for Options {
             binary_source: None,
             policy_source: None,
             replace_policy: false,
+            own_namespace: None,
             purge: false,
             bin_path: DEFAULT_BIN_PATH.into(),
             policy_path: crate::config::DEFAULT_POLICY_PATH.into(),
@@ -302,12 +306,18 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
             opts.containerd_config.clone(),
         ));
     }
+    // The given policy, any form the hook reads, with the fragments beside it merged in.
     let policy = match &opts.policy_source {
         Some(p) => {
+            let bad = |e| InstallError::Policy(p.clone(), e);
             let text = std::fs::read(p).map_err(|e| InstallError::Read(p.clone(), e))?;
-            let s = String::from_utf8_lossy(&text);
-            crate::config::Policy::from_toml(&s).map_err(|e| InstallError::Policy(p.clone(), e))?;
-            text
+            let text = String::from_utf8(text)
+                .map_err(|_| bad(crate::config::ConfigError::Invalid("is not UTF-8".into())))?;
+            let dir = p.parent().unwrap_or(Path::new("."));
+            let fragments = crate::config::fragments_in(dir).map_err(bad)?;
+            let text = crate::config::compose(&text, &fragments).map_err(bad)?;
+            crate::config::Policy::from_text(&text, Some(dir)).map_err(bad)?;
+            text.into_bytes()
         }
         None => DEFAULT_POLICY_TOML.as_bytes().to_vec(),
     };
@@ -340,7 +350,15 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
         _ => policy,
     };
     let text = String::from_utf8_lossy(&base).into_owned();
-    match paths::apply(&text, &runtime_paths) {
+    // A PodSecurityConfiguration has no `[paths]`: the node file carries them (below).
+    let applied = if crate::config::is_kubernetes_yaml(&text) {
+        crate::config::Policy::from_text(&text, opts.host(&opts.policy_path).parent())
+            .ok()
+            .map(|_| (text.clone(), Vec::new()))
+    } else {
+        paths::apply(&text, &runtime_paths)
+    };
+    match applied {
         Some((_, details)) if keep && details.is_empty() => {
             let why = if opts.policy_source.is_some() {
                 "exists (pass --replace-policy to overwrite it)"
@@ -373,6 +391,30 @@ pub fn install(opts: &Options) -> Result<Outcome, InstallError> {
             vec![],
         ),
     }
+
+    // 2b. The node file: what this node says of itself, read by the hook over any policy.
+    let node = crate::config::NodeFile {
+        own_namespace: opts.own_namespace.clone(),
+        default_runtime_handler: if with_containerd {
+            default_handler(opts)?
+        } else {
+            None
+        },
+        paths: runtime_paths.clone(),
+    };
+    // What is written must read back: an own namespace the hook would refuse to take (say
+    // `default`) stops the install here rather than exempting nothing on the node.
+    crate::config::NodeFile::parse(&node.render())
+        .map_err(|e| InstallError::Policy(node_file_path(opts), e))?;
+    write_if_changed(
+        opts,
+        &mut out,
+        "node file",
+        &node_file_path(opts),
+        node.render().as_bytes(),
+        0o644,
+        vec![],
+    )?;
 
     // 3. containerd: base specs, then the config that names them.
     let mut config_changed = false;
@@ -453,6 +495,23 @@ fn refuse_bottlerocket(opts: &Options) -> Result<(), InstallError> {
         return Err(InstallError::Bottlerocket(os_release.to_owned()));
     }
     Ok(())
+}
+
+/// The node file beside the policy file.
+fn node_file_path(opts: &Options) -> PathBuf {
+    opts.policy_path
+        .with_file_name(crate::config::NODE_FILE_NAME)
+}
+
+/// containerd's `default_runtime_name`, from its config (its own default where the config
+/// names none, or there is no config).
+fn default_handler(opts: &Options) -> Result<Option<String>, InstallError> {
+    let Some(b) = files::read_optional(&opts.host(&opts.containerd_config))? else {
+        return Ok(Some(containerd::DEFAULT_HANDLER.to_owned()));
+    };
+    Ok(Some(containerd::default_handler_of(
+        &String::from_utf8_lossy(&b),
+    )))
 }
 
 /// The runtime directories the node's configs name, for the policy's `[paths]`.
@@ -733,7 +792,8 @@ pub fn uninstall(opts: &Options) -> Result<Outcome, InstallError> {
         }
     }
 
-    // 3. The policy only on request: it is the operator's.
+    // 3. The node file is the installer's own; the policy only on request: it is the operator's.
+    remove_step(opts, &mut out, "node file", &node_file_path(opts))?;
     if opts.purge {
         remove_step(opts, &mut out, "policy", &opts.policy_path)?;
     } else {

@@ -35,6 +35,8 @@ pub struct Agent {
     pub addr: String,
     pub lines: mpsc::Receiver<String>,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Holds the position file of an agent started without `--position` or `--host-root`.
+    _position: Option<tempfile::TempDir>,
 }
 
 impl Drop for Agent {
@@ -45,12 +47,22 @@ impl Drop for Agent {
 }
 
 impl Agent {
-    /// Starts the agent on a free loopback port with `args` (and `env`).
+    /// Starts the agent on a free loopback port with `args` (and `env`). Without `--position`
+    /// or `--host-root`, its log position goes to a temp directory of its own, never to the
+    /// build machine's /var/lib/pss-guard.
     pub fn start(args: &[&str], env: &[(&str, &Path)]) -> Agent {
         let mut cmd = Command::new(AGENT);
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        let mut position = None;
+        if !args
+            .iter()
+            .any(|a| *a == "--position" || *a == "--host-root")
+        {
+            let dir = tempfile::tempdir().unwrap();
+            cmd.arg("--position").arg(dir.path().join("log-position"));
+            position = Some(dir);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -88,7 +100,38 @@ impl Agent {
             addr,
             lines: rx,
             stderr,
+            _position: position,
         }
+    }
+
+    /// SIGTERM, as the kubelet stops a container; the agent must exit 0 within 10 s.
+    pub fn terminate(&mut self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    }
+
+    /// Everything printed so far and in the next `quiet` without a new line, parsed.
+    pub fn drain(&self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(quiet) {
+            out.push(serde_json::from_str(&l).unwrap());
+        }
+        out
     }
 
     /// The next record the agent printed (10 s at most).
@@ -157,15 +200,29 @@ pub struct Node {
 
 impl Node {
     pub fn new() -> Node {
+        Node::with_log_settings("")
+    }
+
+    /// A node whose policy's `[log]` table also has `extra` (e.g. `max_bytes = 4096`).
+    pub fn with_log_settings(extra: &str) -> Node {
         let n = Node {
             dir: tempfile::tempdir().unwrap(),
         };
-        let policy = format!(
-            "enforce = \"baseline:latest\"\n[log]\npath = {:?}\nnode_name = \"test-node\"\n",
-            n.log_path()
-        );
-        std::fs::write(n.policy_path(), policy).unwrap();
+        std::fs::write(n.policy_path(), n.policy_text("baseline:latest", extra)).unwrap();
         n
+    }
+
+    /// A policy enforcing `enforce` whose log is this node's.
+    pub fn policy_text(&self, enforce: &str, log_extra: &str) -> String {
+        self.policy_with(&format!("enforce = \"{enforce}\""), log_extra)
+    }
+
+    /// A policy with the top-level lines `top` whose log is this node's.
+    pub fn policy_with(&self, top: &str, log_extra: &str) -> String {
+        format!(
+            "{top}\n[log]\npath = {:?}\nnode_name = \"test-node\"\n{log_extra}\n",
+            self.log_path()
+        )
     }
 
     pub fn path(&self) -> &Path {
@@ -188,6 +245,28 @@ impl Node {
 
     /// [`Node::decide`] for the pod `pod` with uid `uid`.
     pub fn decide_pod(&self, ns: &str, pod: &str, uid: &str, id: &str, bad: bool) {
+        assert_eq!(
+            self.hook_exit_pod(ns, pod, uid, id, bad),
+            Some(if bad { 1 } else { 0 }),
+            "hook verdict for {id}"
+        );
+    }
+
+    /// The hook's exit status on the container `decide` describes, under whatever policy the
+    /// node's policy file holds now.
+    pub fn hook_exit(&self, ns: &str, id: &str, bad: bool) -> Option<i32> {
+        self.hook_exit_pod(ns, "web", "0a1b2c3d-uid", id, bad)
+    }
+
+    /// [`Node::hook_exit`] for the pod `pod` with uid `uid`.
+    pub fn hook_exit_pod(
+        &self,
+        ns: &str,
+        pod: &str,
+        uid: &str,
+        id: &str,
+        bad: bool,
+    ) -> Option<i32> {
         let root = self.path().join("k8s.io");
         let mut app = spec(&["/bin/true"]);
         if bad {
@@ -236,12 +315,7 @@ impl Node {
             .unwrap()
             .write_all(&serde_json::to_vec(&state).unwrap())
             .unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(
-            status.code(),
-            Some(if bad { 1 } else { 0 }),
-            "hook verdict for {id}"
-        );
+        child.wait().unwrap().code()
     }
 }
 

@@ -1,6 +1,6 @@
 //! `hostProbesAndHostLifecycle`: not observable at the node: probes and lifecycle handlers are run by kubelet and never reach the runtime.
 //!
-//! The check exists so that every report, and the README table, shows the gap. Admission
+//! The check exists so that every report, and the check table in docs/reference.md, shows the gap. Admission
 //! (PSA, Kyverno) remains the only enforcement for it.
 
 use crate::facts::Facts;

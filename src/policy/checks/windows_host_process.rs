@@ -1,6 +1,6 @@
 //! `windowsHostProcess`: not observable at the node: Windows HostProcess containers never run on a Linux node's OCI runtime.
 //!
-//! The check exists so that every report, and the README table, shows the gap. Admission
+//! The check exists so that every report, and the check table in docs/reference.md, shows the gap. Admission
 //! (PSA, Kyverno) remains the only enforcement for it.
 
 use crate::facts::Facts;

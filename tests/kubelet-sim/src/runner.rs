@@ -45,6 +45,11 @@ pub struct Options {
     /// How long to wait for an init container to exit before stopping it (the test images
     /// sleep forever; what matters is that the init container was allowed to start).
     pub init_timeout: Duration,
+    /// A stand-in for the host's filesystem that hostPath volumes resolve under (kubelet resolves
+    /// them against the host's `/`), so that pods made for real nodes (`/var/lib/kubelet`,
+    /// `/etc/cni/net.d`, `/var/run/...`) touch nothing outside the test node; `/proc` and `/dev`
+    /// stay the kernel's (volumes::host_path_on_node). None: the host paths themselves.
+    pub host_path_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -60,6 +65,7 @@ impl Options {
             user_namespaces: UserNamespaces::Refuse,
             init_timeout: Duration::from_secs(10),
             mount_ns_pid: None,
+            host_path_root: None,
         }
     }
 }
@@ -285,7 +291,12 @@ impl Kubelet {
         let pod_dir = volumes::pod_dir(&self.opts.kubelet_root, &uid);
         fs::create_dir_all(&pod_dir).map_err(|e| Error::Io(pod_dir.clone(), e))?;
         let used = used_volumes(spec, &m.volumes);
-        let volume_paths = match volumes::setup(&self.opts.kubelet_root, &uid, &used) {
+        let volume_paths = match volumes::setup(
+            &self.opts.kubelet_root,
+            self.opts.host_path_root.as_deref(),
+            &uid,
+            &used,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 run.kubelet_error = Some(format!("FailedMount: {}", chain(&e)));
@@ -375,7 +386,12 @@ impl Kubelet {
             .get_or_insert_with(Vec::new)
             .push(ec.clone());
         let used = used_volumes(&with_ec, &m.volumes);
-        let volume_paths = volumes::setup(&self.opts.kubelet_root, &meta.uid, &used)?;
+        let volume_paths = volumes::setup(
+            &self.opts.kubelet_root,
+            self.opts.host_path_root.as_deref(),
+            &meta.uid,
+            &used,
+        )?;
         let info = self.pod_info(&meta.name, &meta.namespace, &meta.uid, spec);
         let sandbox_config = translate::sandbox_config(&m.pod, spec, &info, &self.opts);
         let ctx = PodContext {

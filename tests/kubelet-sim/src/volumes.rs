@@ -64,6 +64,7 @@ pub fn random_u64() -> u64 {
 /// a pod's volumes before starting it).
 pub fn setup(
     kubelet_root: &Path,
+    host_root: Option<&Path>,
     uid: &str,
     volumes: &[Volume],
 ) -> Result<BTreeMap<String, PathBuf>, Error> {
@@ -71,7 +72,7 @@ pub fn setup(
     let mut paths = BTreeMap::new();
     for v in volumes {
         let path = match v.source.as_str() {
-            "hostPath" => host_path(v)?,
+            "hostPath" => host_path(v, host_root)?,
             "flexVolume" => {
                 // FlexVolume's plugin name is its driver, "vendor/driver" → "vendor~driver".
                 let driver = v
@@ -124,7 +125,25 @@ fn fill(source: &str, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn host_path(v: &Volume) -> Result<PathBuf, Error> {
+/// Where a hostPath lies on this node: the path itself, or the same path under `host_root` when
+/// the node keeps a stand-in host filesystem (see [`crate::Options::host_path_root`]). Two stay
+/// the kernel's, the same in every mount namespace: `/proc` and what lies below it (runc mounts
+/// nothing but a procfs at a container's `/proc`), and `/dev` itself (runc sets up a container
+/// whose `/dev` is a bind mount from the device nodes it finds there, `/dev/null` first).
+pub fn host_path_on_node(path: &Path, host_root: Option<&Path>) -> PathBuf {
+    match host_root {
+        Some(root) if !path.starts_with("/proc") && path != Path::new("/dev") => {
+            let rel: PathBuf = path
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect();
+            root.join(rel)
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+fn host_path(v: &Volume, host_root: Option<&Path>) -> Result<PathBuf, Error> {
     let path =
         v.spec
             .get("path")
@@ -133,7 +152,7 @@ fn host_path(v: &Volume) -> Result<PathBuf, Error> {
                 volume: v.name.clone(),
                 source_type: "hostPath without path".into(),
             })?;
-    let path = PathBuf::from(path);
+    let path = host_path_on_node(Path::new(path), host_root);
     match v.spec.get("type").and_then(|t| t.as_str()).unwrap_or("") {
         "DirectoryOrCreate" => create_dir(&path)?,
         "FileOrCreate" if !path.exists() => {
@@ -320,7 +339,7 @@ mod tests {
                 spec: json!({"path": "/a/b"}),
             },
         ];
-        let paths = setup(root.path(), "u", &vols).unwrap();
+        let paths = setup(root.path(), None, "u", &vols).unwrap();
         let pod = root.path().join("pods/u/volumes");
         assert_eq!(paths["e"], pod.join("kubernetes.io~empty-dir/e"));
         assert_eq!(paths["c"], pod.join("kubernetes.io~csi/c/mount"));
@@ -329,6 +348,24 @@ mod tests {
         assert!(
             !Path::new("/a/b").exists(),
             "a plain hostPath is not created"
+        );
+    }
+
+    #[test]
+    fn host_paths_move_under_a_stand_in_root_except_proc() {
+        let root = Path::new("/node/host");
+        let on = |p: &str| host_path_on_node(Path::new(p), Some(root));
+        assert_eq!(on("/var/lib/kubelet"), root.join("var/lib/kubelet"));
+        assert_eq!(on("/"), root.to_path_buf());
+        assert_eq!(on("/a/../b/"), root.join("a/b"), "no component climbs out");
+        assert_eq!(on("/proc"), PathBuf::from("/proc"));
+        assert_eq!(on("/proc/1/ns"), PathBuf::from("/proc/1/ns"));
+        assert_eq!(on("/procfs"), root.join("procfs"));
+        assert_eq!(on("/dev"), PathBuf::from("/dev"));
+        assert_eq!(on("/dev/disk/"), root.join("dev/disk"));
+        assert_eq!(
+            host_path_on_node(Path::new("/var/log"), None),
+            PathBuf::from("/var/log")
         );
     }
 

@@ -110,7 +110,7 @@ async fn privileged_pod_is_refused_with_reason_and_logged() {
     );
     assert!(st.message.contains(SEED_REASON), "{}", st.message);
     if node.version("RUNC_VERSION").starts_with("1.3.") {
-        // How runc 1.3 words a refusing createRuntime hook (README quotes it).
+        // How runc 1.3 words a refusing createRuntime hook (docs/reference.md quotes it).
         assert!(
             err.contains(
                 "error running createRuntime hook #0: exit status 1, stdout: , stderr: pss-guard: "
@@ -322,7 +322,7 @@ async fn unsafe_pod_sysctl_is_refused_from_the_sandbox_spec() {
         .expect("stop");
 }
 
-/// hostNetwork is invisible in the app container's spec (README, "How it works"); the hook
+/// hostNetwork is invisible in the app container's spec (docs/reference.md, "How it works"); the hook
 /// must find it through the sandbox.
 #[tokio::test(flavor = "current_thread")]
 async fn host_namespaces_are_refused() {
