@@ -1,5 +1,6 @@
 //! The agent's PolicyReports and Events from a real containerd node: kubelet-sim starts a
-//! privileged pod through CRI, the real hook refuses it, and the real agent binary
+//! privileged pod through CRI, the real hook lets it start in observe mode and refuses it in
+//! enforce mode, and the real agent binary
 //! (`PSS_GUARD_AGENT_BIN`, default `<workspace>/target/debug/pss-guard-agent`) follows the
 //! node's decision log and writes to the agent's stand-in API server
 //! (agent/tests/support/api.rs): no live API server ran. The pod exists there as the API server
@@ -71,7 +72,8 @@ fn wait_until(what: &str, secs: u64, agent_log: &std::path::Path, mut ok: impl F
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_refused_pod_shows_in_its_namespaces_report_and_one_event_and_goes_with_the_pod() {
+async fn observed_then_refused_pod_shows_in_its_namespaces_report_and_events_and_goes_with_the_pod()
+{
     let node = TestNode::up();
     let api = StandIn::start(&[POLICYREPORTS]);
     api.with(|s| {
@@ -116,52 +118,69 @@ async fn a_refused_pod_shows_in_its_namespaces_report_and_one_event_and_goes_wit
         })
     });
 
-    // Started twice (as kubelet retries a refused container): refused twice.
-    let mut k = node.kubelet(node.options()).await;
-    for _ in 0..2 {
-        let m = load(POD_YAML, Source::ApiServer).expect("pod parses");
-        let r = k.run_pod(&m).await.expect("kubelet-sim drives containerd");
-        let app = r.containers.iter().find(|c| c.name == "app").unwrap();
-        assert!(!app.started, "{r:#?}");
-        assert!(
-            app.error.as_deref().unwrap_or("").contains("pss-guard: "),
-            "{r:#?}"
-        );
-        k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
-            .await
-            .expect("stop");
-    }
-
-    // Its namespace's report from this node: a fail for `privileged`, decision refused.
     let report = || api.with(|s| s.get(POLICYREPORTS, "team-r", &format!("pss-guard-{NODE}")));
-    wait_until("the report's fail for privileged", 30, &agent_log, || {
+    let has_fail = |decision: &str| {
         report().is_some_and(|r| {
             r["results"].as_array().is_some_and(|rs| {
-                rs.iter().any(|x| {
-                    x["rule"] == "privileged"
-                        && x["result"] == "fail"
-                        && x["properties"]["node"] == NODE
-                        && x["properties"]["decision"] == "refused"
-                        && x["resources"][0]["uid"] == UID
-                })
+                rs.len() == 1
+                    && rs.iter().any(|x| {
+                        x["rule"] == "privileged"
+                            && x["result"] == "fail"
+                            && x["properties"]["node"] == NODE
+                            && x["properties"]["decision"] == decision
+                            && x["resources"][0]["uid"] == UID
+                    })
             })
         })
-    });
-    // One Event on the pod for both starts.
-    let pod_events = || -> Vec<Value> {
+    };
+    let events = |reason: &str| -> Vec<Value> {
         api.with(|s| {
             s.all(EVENTS)
                 .into_iter()
-                .filter(|e| e["involvedObject"]["name"] == "priv")
+                .filter(|e| e["involvedObject"]["name"] == "priv" && e["reason"] == reason)
                 .collect()
         })
     };
-    wait_until("one Event counted twice", 30, &agent_log, || {
-        let e = pod_events();
-        e.len() == 1 && e[0]["count"] == 2
+    let mut k = node.kubelet(node.options()).await;
+    // Each start: run the pod, check whether its app container started, stop it (a restart).
+    let start = async |k: &mut kubelet_sim::Kubelet| -> bool {
+        let m = load(POD_YAML, Source::ApiServer).expect("pod parses");
+        let r = k.run_pod(&m).await.expect("kubelet-sim drives containerd");
+        let app = r
+            .containers
+            .iter()
+            .find(|c| c.name == "app")
+            .unwrap()
+            .clone();
+        k.stop_pod(r.sandbox_id.as_deref().expect("sandbox"))
+            .await
+            .expect("stop");
+        assert!(
+            app.started || app.error.as_deref().unwrap_or("").contains("pss-guard: "),
+            "{r:#?}"
+        );
+        app.started
+    };
+
+    // 1. Observe mode: the privileged pod starts, twice; the report says what enforcement
+    // would do, and one Event counts both starts.
+    node.set_policy_key("mode", "\"observe\"");
+    for _ in 0..2 {
+        assert!(start(&mut k).await, "observe mode refused the pod");
+    }
+    wait_until("a would_refuse fail for privileged", 30, &agent_log, || {
+        has_fail("would_refuse")
     });
-    let e = &pod_events()[0];
-    assert_eq!(e["reason"], "PodSecurityNodeRefused");
+    wait_until(
+        "one would-refuse Event counted twice",
+        30,
+        &agent_log,
+        || {
+            let e = events("PodSecurityNodeWouldRefuse");
+            e.len() == 1 && e[0]["count"] == 2
+        },
+    );
+    let e = &events("PodSecurityNodeWouldRefuse")[0];
     assert_eq!(e["type"], "Warning");
     assert!(
         e["message"]
@@ -170,6 +189,16 @@ async fn a_refused_pod_shows_in_its_namespaces_report_and_one_event_and_goes_wit
             .contains("violates PodSecurity \"baseline:latest\": privileged"),
         "{e}"
     );
+
+    // 2. Enforce, and the pod restarted: refused, and the report and an Event say so.
+    node.set_policy_key("mode", "\"enforce\"");
+    assert!(!start(&mut k).await, "enforce mode started the pod");
+    wait_until("a refused fail for privileged", 30, &agent_log, || {
+        has_fail("refused")
+    });
+    wait_until("a refused Event", 30, &agent_log, || {
+        events("PodSecurityNodeRefused").len() == 1
+    });
     println!(
         "the report from the real node:\n{}",
         serde_json::to_string_pretty(&report().unwrap()).unwrap()
