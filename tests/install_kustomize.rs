@@ -214,18 +214,66 @@ fn every_overlay_renders_validates_and_follows_the_conventions() {
             let rw = ["/host/etc/pss-guard", "/host/var/lib/pss-guard"].contains(&path);
             assert!(rw || m["readOnly"] == true, "{overlay}: {path} writable");
         }
+        // Least privilege, every rule spelled out: a new permission fails here until it is
+        // reviewed (deploy/kubernetes/base/rbac.yaml says what each is for).
         let role = find(&objects, "ClusterRole");
-        let resources: Vec<&str> = role["rules"]
+        let rules: Vec<(String, String, Vec<String>)> = role["rules"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["resources"].as_array().unwrap())
-            .map(|r| r.as_str().unwrap())
+            .flat_map(|r| {
+                let groups = r["apiGroups"].as_array().unwrap().clone();
+                let verbs: Vec<String> = r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(move |res| {
+                        let verbs = verbs.clone();
+                        groups.clone().into_iter().map(move |g| {
+                            (
+                                g.as_str().unwrap().to_owned(),
+                                res.as_str().unwrap().to_owned(),
+                                verbs.clone(),
+                            )
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        assert_eq!(resources, ["namespaces", "runtimeclasses"]);
-        for r in role["rules"].as_array().unwrap() {
-            assert_eq!(r["verbs"], serde_json::json!(["list", "watch"]));
-        }
+        let want: Vec<(String, String, Vec<String>)> = [
+            ("", "namespaces", &["list", "watch"][..]),
+            ("node.k8s.io", "runtimeclasses", &["list", "watch"]),
+            ("", "pods", &["get", "list", "watch"]),
+            ("apps", "replicasets", &["get"]),
+            ("batch", "jobs", &["get"]),
+            ("", "events", &["create", "patch"]),
+            (
+                "wgpolicyk8s.io",
+                "policyreports",
+                &["list", "create", "patch", "delete"],
+            ),
+            (
+                "openreports.io",
+                "reports",
+                &["list", "create", "patch", "delete"],
+            ),
+        ]
+        .iter()
+        .map(|(g, r, v)| {
+            (
+                (*g).to_owned(),
+                (*r).to_owned(),
+                v.iter().map(|s| (*s).to_owned()).collect(),
+            )
+        })
+        .collect();
+        assert_eq!(rules, want, "{overlay}");
     }
 }
 

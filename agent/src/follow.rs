@@ -66,6 +66,7 @@ pub fn process_line(line: &[u8], node: Option<&str>, shared: &Shared) -> Option<
             }
             let rec = Value::Object(rec);
             shared.metrics().observe(&rec);
+            shared.publish(&rec);
             serde_json::to_string(&rec).ok()
         }
         _ => {

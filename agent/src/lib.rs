@@ -11,15 +11,23 @@
 //! - [`policy_sync`] copies the mounted policy ConfigMap to the host path the hook reads, only
 //!   when it parses;
 //! - [`health`] checks the hook's wiring on the host (`pss-guard health`) for `/readyz` and the
-//!   metrics.
+//!   metrics;
+//! - [`publish`] writes the decisions as PolicyReports ([`policyreport`], from the [`book`]) and
+//!   Warning Events (folded by the [`correlator`]), within an API call budget;
+//! - [`node_audit`] decides every running container as `pss-guard audit` does, for the reports.
 
+pub mod book;
 pub mod cli;
+pub mod correlator;
 pub mod follow;
 pub mod fsutil;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod node_audit;
 pub mod policy_sync;
+pub mod policyreport;
 pub mod position;
+pub mod publish;
 pub mod snapshot;
 pub mod status;

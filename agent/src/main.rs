@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use pss_guard_agent::cli::{self, Command, Options};
 use pss_guard_agent::follow::{self, FollowOptions};
+use pss_guard_agent::node_audit::{self, AuditOptions};
 use pss_guard_agent::policy_sync::{PolicySync, PolicySyncOptions};
 use pss_guard_agent::position::Cursor;
+use pss_guard_agent::publish::{PublishOptions, Publisher};
 use pss_guard_agent::snapshot::Watcher;
 use pss_guard_agent::status::Shared;
 
@@ -115,6 +117,35 @@ async fn serve(opts: &Options) -> Result<(), String> {
             Arc::clone(&shared),
         );
         tokio::spawn(w.run());
+    }
+
+    if opts.reports.is_some() || opts.events {
+        let publish = PublishOptions {
+            node: opts.node.clone().unwrap_or_default(),
+            reports: opts.reports,
+            events: opts.events,
+            qps: opts.api_qps,
+            max_results: opts.max_results,
+        };
+        let (publisher, tx) = Publisher::new(publish, Arc::clone(&shared));
+        shared.set_publisher(tx.clone());
+        tokio::spawn(publisher.run());
+        if let Some(interval) = opts.audit_interval {
+            let a = AuditOptions {
+                root: opts.host_root.clone(),
+                policy: node_audit::policy_path(
+                    &opts.host_root,
+                    opts.policy.as_ref().map(|(_, d)| d.as_path()),
+                ),
+                snapshot: opts.snapshot.clone(),
+                node: opts.node.clone().unwrap_or_default(),
+                interval,
+            };
+            std::thread::Builder::new()
+                .name("node-audit".into())
+                .spawn(move || node_audit::run(&a, &tx))
+                .map_err(|e| format!("starting the node audit: {e}"))?;
+        }
     }
 
     let http = tokio::spawn(pss_guard_agent::http::serve(listener, Arc::clone(&shared)));

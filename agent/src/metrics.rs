@@ -2,13 +2,17 @@
 //! the agent's own state.
 //!
 //! From the records:
-//! - `pod_security_evaluations_total{decision,policy_level,policy_version,mode}`, named and
-//!   labelled as Pod Security Admission names its own metric: one evaluation per mode the record
-//!   carries (`enforce` always, `audit` and `warn` when the record names their policy),
-//!   `decision` `allow` or `deny`. PSA's request labels (`request_operation`, `resource`,
-//!   `subresource`) mean nothing at the node and are left out.
-//! - `pod_security_exemptions_total`, `pod_security_errors_total{fatal="true"}` (the hook fails
-//!   closed, so every error is fatal).
+//! - `pss_guard_evaluations_total{decision,policy_level,policy_version,mode}`, labelled as Pod
+//!   Security Admission labels its `pod_security_evaluations_total`, under pss-guard's own
+//!   name: the API server exports PSA's name, and alerts and dashboards summing it must not add
+//!   node container starts to admissions. One evaluation per mode the record carries
+//!   (`enforce` always, `audit` and `warn` when the record names their policy), `decision`
+//!   `allow` or `deny`; a `would_refuse` record (observe mode) is a `deny` in mode `observe`,
+//!   the one mode value PSA does not have (nothing was enforced). PSA's request labels
+//!   (`request_operation`, `resource`, `subresource`) mean nothing at the node and are left out.
+//! - `pss_guard_exemptions_total`, `pss_guard_errors_total{fatal="true"}` (PSA's
+//!   `pod_security_exemptions_total` and `pod_security_errors_total`; the hook fails closed, so
+//!   every error is fatal).
 //! - `pss_guard_decisions_total{decision,namespace}`, `pss_guard_violations_total{decision,
 //!   check,namespace}` (the enforced level's violations; `audit` records count their
 //!   audit-level ones), `pss_guard_hook_eval_seconds` (histogram of `eval_us`),
@@ -16,6 +20,13 @@
 //!   built-in fallback policy), `pss_guard_log_lines_total`, `pss_guard_log_unparsed_total`.
 //! - `pss_guard_cri_view_total{result}`: what became of the hook's CRI lookup (`used`,
 //!   `skipped`, `unavailable`), from the records that carry `cri_view`.
+//!
+//! From the publisher (with `--reports` or `--events`, see [`crate::publish`]):
+//! `pss_guard_report_writes_total{result="written"|"failed"}`,
+//! `pss_guard_report_results_dropped` (results the `--max-results` cap leaves out, now),
+//! `pss_guard_events_total{result="created"|"patched"|"dropped"|"failed"}`,
+//! `pss_guard_publish_records_dropped_total` (records the publisher was too far behind to
+//! take) and `pss_guard_api_calls_total` (every call the pacer let through).
 //!
 //! Bounded cardinality: no pod, container or image name is ever a label. Every label value comes
 //! from a closed set (decision kinds, levels, versions `v1.N`/`latest`, modes) or is capped:
@@ -42,10 +53,10 @@ pub const OTHER: &str = "_other";
 const DECISIONS: [&str; 6] = [
     "allowed",
     "refused",
+    "would_refuse",
     "audit",
     "exempt",
     "error",
-    "would_refuse",
 ];
 const LEVELS: [&str; 3] = ["privileged", "baseline", "restricted"];
 
@@ -68,8 +79,27 @@ impl Capped {
     }
 }
 
+/// What the publisher did; rendered only when it runs.
+#[derive(Debug, Default)]
+pub struct Publish {
+    pub enabled: bool,
+    /// Whether the report API answered (`None`: not asked yet, or no reports).
+    pub reports_api: Option<bool>,
+    pub report_writes: u64,
+    pub report_failures: u64,
+    /// Results the cap leaves out of each namespace's report, as last written.
+    pub results_dropped: BTreeMap<String, usize>,
+    pub events_created: u64,
+    pub events_patched: u64,
+    pub events_dropped: u64,
+    pub events_failed: u64,
+    pub records_dropped: u64,
+    pub api_calls: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
+    pub publish: Publish,
     decisions: BTreeMap<(String, String), u64>,
     violations: BTreeMap<(String, String, String), u64>,
     /// (decision allow|deny, level, version, mode)
@@ -145,13 +175,17 @@ impl Metrics {
             }
         }
         match decision {
-            "allowed" | "refused" | "audit" => {
+            "allowed" | "refused" | "audit" | "would_refuse" => {
                 let mut count = |policy: &str, deny: bool, mode: &'static str| {
                     let (l, v) = level_version(policy);
                     let d = if deny { "deny" } else { "allow" };
                     *self.evaluations.entry((d, l, v, mode)).or_insert(0) += 1;
                 };
-                count(s("policy"), decision == "refused", "enforce");
+                if decision == "would_refuse" {
+                    count(s("policy"), true, "observe");
+                } else {
+                    count(s("policy"), decision == "refused", "enforce");
+                }
                 if let Some(p) = rec.get("audit_policy").and_then(Value::as_str) {
                     count(p, has_items(rec, "audit_violations"), "audit");
                 }
@@ -201,31 +235,31 @@ impl Metrics {
     pub fn render(&self, o: &mut String) {
         header(
             o,
-            "pod_security_evaluations_total",
+            "pss_guard_evaluations_total",
             "counter",
-            "Pod Security evaluations by the node hook, per mode (as Pod Security Admission counts them).",
+            "Pod Security evaluations by the node hook, per mode (labelled as Pod Security Admission labels pod_security_evaluations_total).",
         );
         for ((d, l, v, m), n) in &self.evaluations {
             let _ = writeln!(
                 o,
-                "pod_security_evaluations_total{{decision=\"{d}\",policy_level=\"{l}\",policy_version=\"{v}\",mode=\"{m}\"}} {n}"
+                "pss_guard_evaluations_total{{decision=\"{d}\",policy_level=\"{l}\",policy_version=\"{v}\",mode=\"{m}\"}} {n}"
             );
         }
         counter(
             o,
-            "pod_security_exemptions_total",
+            "pss_guard_exemptions_total",
             "Containers the hook let through as exempt.",
             self.exemptions,
         );
         header(
             o,
-            "pod_security_errors_total",
+            "pss_guard_errors_total",
             "counter",
             "Containers the hook could not evaluate (refused: it fails closed).",
         );
         let _ = writeln!(
             o,
-            "pod_security_errors_total{{fatal=\"true\"}} {}",
+            "pss_guard_errors_total{{fatal=\"true\"}} {}",
             self.errors
         );
         header(
@@ -297,6 +331,65 @@ impl Metrics {
             "pss_guard_log_unparsed_total",
             "Decision log lines that were not JSON objects.",
             self.unparsed,
+        );
+        if self.publish.enabled {
+            self.publish.render(o);
+        }
+    }
+}
+
+impl Publish {
+    fn render(&self, o: &mut String) {
+        if let Some(up) = self.reports_api {
+            gauge(
+                o,
+                "pss_guard_report_api_available",
+                "1 when the report API (its CRD) answers; 0: no reports are written.",
+                u8::from(up),
+            );
+        }
+        header(
+            o,
+            "pss_guard_report_writes_total",
+            "counter",
+            "PolicyReport writes (apply or delete) by result.",
+        );
+        let _ = writeln!(
+            o,
+            "pss_guard_report_writes_total{{result=\"written\"}} {}\npss_guard_report_writes_total{{result=\"failed\"}} {}",
+            self.report_writes, self.report_failures
+        );
+        gauge(
+            o,
+            "pss_guard_report_results_dropped",
+            "Results left out of this node's reports by the results-per-report cap.",
+            self.results_dropped.values().sum::<usize>(),
+        );
+        header(
+            o,
+            "pss_guard_events_total",
+            "counter",
+            "Warning Events by result: created, patched (a repeat counted), dropped (rate limit or queue full), failed.",
+        );
+        for (r, n) in [
+            ("created", self.events_created),
+            ("patched", self.events_patched),
+            ("dropped", self.events_dropped),
+            ("failed", self.events_failed),
+        ] {
+            let _ = writeln!(o, "pss_guard_events_total{{result=\"{r}\"}} {n}");
+        }
+        counter(
+            o,
+            "pss_guard_publish_records_dropped_total",
+            "Decision records the publisher was too far behind to take.",
+            self.records_dropped,
+        );
+        counter(
+            o,
+            "pss_guard_api_calls_total",
+            "API calls made for reports and Events (each waited for the --api-qps pacer).",
+            self.api_calls,
         );
     }
 }
@@ -550,7 +643,7 @@ mod tests {
             "pss_guard_hook_eval_seconds_bucket{le=\"0.00025\"} 0",
             "pss_guard_log_unparsed_total 1",
             "pss_guard_log_lines_total 2",
-            "pod_security_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 1",
+            "pss_guard_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
@@ -568,17 +661,17 @@ mod tests {
             "policy_error":"policy /etc/x: built-in default in force"}));
         let text = rendered(&m);
         for want in [
-            "pod_security_evaluations_total{decision=\"allow\",policy_level=\"privileged\",policy_version=\"latest\",mode=\"enforce\"} 1",
-            "pod_security_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"v1.30\",mode=\"audit\"} 1",
-            "pod_security_evaluations_total{decision=\"allow\",policy_level=\"restricted\",policy_version=\"latest\",mode=\"warn\"} 1",
+            "pss_guard_evaluations_total{decision=\"allow\",policy_level=\"privileged\",policy_version=\"latest\",mode=\"enforce\"} 1",
+            "pss_guard_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"v1.30\",mode=\"audit\"} 1",
+            "pss_guard_evaluations_total{decision=\"allow\",policy_level=\"restricted\",policy_version=\"latest\",mode=\"warn\"} 1",
             "pss_guard_violations_total{decision=\"audit\",check=\"privileged\",namespace=\"\"} 1",
-            "pod_security_exemptions_total 1",
-            "pod_security_errors_total{fatal=\"true\"} 1",
+            "pss_guard_exemptions_total 1",
+            "pss_guard_errors_total{fatal=\"true\"} 1",
             "pss_guard_policy_errors_total 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
-        assert_eq!(text.matches("pod_security_evaluations_total{").count(), 3);
+        assert_eq!(text.matches("pss_guard_evaluations_total{").count(), 3);
     }
 
     #[test]
@@ -613,7 +706,7 @@ mod tests {
         let text = rendered(&m);
         assert!(text.contains("pss_guard_decisions_total{decision=\"unknown\",namespace=\"\"} 1"));
         assert!(text.contains(
-            "pod_security_evaluations_total{decision=\"allow\",policy_level=\"unknown\",policy_version=\"unknown\",mode=\"enforce\"} 1"
+            "pss_guard_evaluations_total{decision=\"allow\",policy_level=\"unknown\",policy_version=\"unknown\",mode=\"enforce\"} 1"
         ));
     }
 
@@ -635,6 +728,39 @@ mod tests {
         assert!(
             text.contains("pss_guard_decisions_total{decision=\"allowed\",namespace=\"ns-0\"} 2")
         );
+    }
+
+    #[test]
+    fn no_metric_takes_the_api_servers_pod_security_names() {
+        let mut m = Metrics::default();
+        m.publish.enabled = true;
+        m.observe(
+            &json!({"decision":"would_refuse","namespace":"a","policy":"baseline:latest",
+            "violations":[{"check":"privileged","reason":"privileged","detail":""}]}),
+        );
+        m.observe(&json!({"decision":"exempt","policy":"baseline:latest"}));
+        m.observe(&json!({"decision":"error","policy":"baseline:latest"}));
+        m.publish.events_patched = 3;
+        m.publish.results_dropped.insert("a".into(), 4);
+        m.publish.results_dropped.insert("b".into(), 1);
+        let text = rendered(&m);
+        assert!(
+            text.lines().all(|l| !l.contains("pod_security_")
+                || l.starts_with("# HELP pss_guard_evaluations_total")),
+            "{text}"
+        );
+        for want in [
+            "pss_guard_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"observe\"} 1",
+            "pss_guard_decisions_total{decision=\"would_refuse\",namespace=\"a\"} 1",
+            "pss_guard_violations_total{decision=\"would_refuse\",check=\"privileged\",namespace=\"a\"} 1",
+            "pss_guard_events_total{result=\"patched\"} 3",
+            "pss_guard_report_results_dropped 5",
+            "pss_guard_report_writes_total{result=\"failed\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == want), "missing {want} in\n{text}");
+        }
+        // Without a publisher, its metrics are not there at all.
+        assert!(!rendered(&Metrics::default()).contains("pss_guard_events_total"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
@@ -80,6 +80,8 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// The snapshot the hook reads (for its age), or `None` when this agent does not own one.
     pub snapshot_path: Option<PathBuf>,
+    /// Where decision records go for the reports and Events, when they are published.
+    publisher: OnceLock<tokio::sync::mpsc::Sender<crate::publish::Input>>,
 }
 
 impl Shared {
@@ -104,6 +106,24 @@ impl Shared {
             metrics: Mutex::new(Metrics::default()),
             status: Mutex::new(status),
             snapshot_path,
+            publisher: OnceLock::new(),
+        }
+    }
+
+    /// Sends every record the follower reads on to `tx` (the publisher) from now on.
+    pub fn set_publisher(&self, tx: tokio::sync::mpsc::Sender<crate::publish::Input>) {
+        self.metrics().publish.enabled = true;
+        let _ = self.publisher.set(tx);
+    }
+
+    /// Hands one decision record to the publisher, if there is one. Never blocks: when the
+    /// publisher is that far behind, the record is dropped and counted.
+    pub fn publish(&self, rec: &serde_json::Value) {
+        if let Some(tx) = self.publisher.get() {
+            let input = crate::publish::Input::Record(rec.clone(), crate::book::Source::Hook);
+            if tx.try_send(input).is_err() {
+                self.metrics().publish.records_dropped += 1;
+            }
         }
     }
 

@@ -79,8 +79,8 @@ fn agent_prints_every_decision_with_the_node_name_across_rotation_and_counts_the
         "pss_guard_decisions_total{decision=\"refused\",namespace=\"team-a\"} 2".to_owned(),
         "pss_guard_decisions_total{decision=\"allowed\",namespace=\"team-b\"} 3".to_owned(),
         format!("pss_guard_violations_total{{decision=\"refused\",check=\"{check}\",namespace=\"team-a\"}} 2"),
-        "pod_security_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 2".to_owned(),
-        "pod_security_evaluations_total{decision=\"allow\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 3".to_owned(),
+        "pss_guard_evaluations_total{decision=\"deny\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 2".to_owned(),
+        "pss_guard_evaluations_total{decision=\"allow\",policy_level=\"baseline\",policy_version=\"latest\",mode=\"enforce\"} 3".to_owned(),
         "pss_guard_hook_eval_seconds_count 4".to_owned(),
         "pss_guard_hook_eval_seconds_bucket{le=\"+Inf\"} 4".to_owned(),
         "pss_guard_log_unparsed_total 0".to_owned(),
@@ -174,7 +174,7 @@ fn a_dead_follower_is_a_metric_and_not_ready_while_metrics_keep_answering() {
         .write_all(b"{\"decision\":\"exempt\",\"namespace\":\"kube-system\"}\n")
         .unwrap();
     assert_eq!(a.next()["decision"], "exempt");
-    a.wait_metrics(&["pod_security_exemptions_total 1"]);
+    a.wait_metrics(&["pss_guard_exemptions_total 1"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while a.get("/readyz").0 != 200 {
         assert!(std::time::Instant::now() < deadline, "never ready again");

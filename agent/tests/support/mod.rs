@@ -3,6 +3,8 @@
 //! scripts/test.sh sets) run on containerd-shaped bundles so the log holds real records.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -238,8 +240,13 @@ impl Node {
     /// Runs the real hook, as containerd would, on the app container `id` of a pod in `ns`;
     /// `bad` adds CAP_SYS_ADMIN, which baseline forbids.
     pub fn decide(&self, ns: &str, id: &str, bad: bool) {
+        self.decide_pod(ns, "web", "0a1b2c3d-uid", id, bad);
+    }
+
+    /// [`Node::decide`] for the pod `pod` with uid `uid`.
+    pub fn decide_pod(&self, ns: &str, pod: &str, uid: &str, id: &str, bad: bool) {
         assert_eq!(
-            self.hook_exit(ns, id, bad),
+            self.hook_exit_pod(ns, pod, uid, id, bad),
             Some(if bad { 1 } else { 0 }),
             "hook verdict for {id}"
         );
@@ -248,6 +255,18 @@ impl Node {
     /// The hook's exit status on the container `decide` describes, under whatever policy the
     /// node's policy file holds now.
     pub fn hook_exit(&self, ns: &str, id: &str, bad: bool) -> Option<i32> {
+        self.hook_exit_pod(ns, "web", "0a1b2c3d-uid", id, bad)
+    }
+
+    /// [`Node::hook_exit`] for the pod `pod` with uid `uid`.
+    pub fn hook_exit_pod(
+        &self,
+        ns: &str,
+        pod: &str,
+        uid: &str,
+        id: &str,
+        bad: bool,
+    ) -> Option<i32> {
         let root = self.path().join("k8s.io");
         let mut app = spec(&["/bin/true"]);
         if bad {
@@ -262,9 +281,9 @@ impl Node {
             "io.kubernetes.cri.container-type": "container",
             "io.kubernetes.cri.container-name": "app",
             "io.kubernetes.cri.sandbox-id": "sb1",
-            "io.kubernetes.cri.sandbox-name": "web",
+            "io.kubernetes.cri.sandbox-name": pod,
             "io.kubernetes.cri.sandbox-namespace": ns,
-            "io.kubernetes.cri.sandbox-uid": "0a1b2c3d-uid",
+            "io.kubernetes.cri.sandbox-uid": uid,
             "io.kubernetes.cri.image-name": "registry.example/app:1"
         });
         let mut sandbox = spec(&["/pause"]);
