@@ -260,6 +260,23 @@ pub fn mounts(data: &[u8]) {
         .filter(|l| !l.is_empty())
         .count();
     assert_eq!(table.mounts().len() + table.unplaced, lines);
+    // Any bytes without an escape are taken as they are: a line whose fifth field is an absolute
+    // path with no backslash places a mount exactly there, whatever else the line holds.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        for line in data.split(|b| *b == b'\n') {
+            let Some(mp) = line.split(|b| *b == b' ').nth(4) else {
+                continue;
+            };
+            if mp.first() == Some(&b'/') && !mp.contains(&b'\\') {
+                let p = Path::new(std::ffi::OsStr::from_bytes(mp));
+                assert!(
+                    table.mounts().iter().any(|m| m.mount_point == p),
+                    "{p:?} not placed"
+                );
+            }
+        }
+    }
     // Probe every mount point and root, one level below each, and the kernel-looking paths a
     // kubelet pod directory has.
     let mut probes: Vec<PathBuf> = Vec::new();
