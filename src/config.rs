@@ -1001,4 +1001,15 @@ exemptions:
         assert!(!glob_match("a/*c", "a/b"));
         assert!(glob_match("a/*b*", "a/xbx"));
     }
+
+    #[test]
+    fn kubernetes_version_is_a_released_minor() {
+        let p = Policy::from_toml("kubernetes_version = \"v1.34\"\n").unwrap();
+        assert_eq!(p.kubernetes_version, Some(34));
+        assert_eq!(Policy::default().kubernetes_version, None);
+        for bad in ["latest", "1.34", "v1.34.2", "v2.0", ""] {
+            let t = format!("kubernetes_version = {bad:?}\n");
+            assert!(Policy::from_toml(&t).is_err(), "accepted {bad:?}");
+        }
+    }
 }
