@@ -175,8 +175,13 @@ impl NamespaceScope {
         let wanted_ns = if labels.is_none() { ns } else { None };
         match crate::snapshot::read(&policy.snapshot.path, wanted_ns, want_classes) {
             Err(e) => scope.notes.push(format!(
-                "{}; node defaults apply",
-                crate::error::chain_of(&e)
+                "{}; {}",
+                crate::error::chain_of(&e),
+                if labels.is_none() {
+                    "node defaults apply"
+                } else {
+                    "not used"
+                }
             )),
             Ok(None) => {}
             Ok(Some(view)) => {
