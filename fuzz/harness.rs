@@ -62,8 +62,9 @@ pub fn run(data: &[u8]) {
         let spec = match spec::parse_spec(config, Path::new("config.json")) {
             Ok(s) => s,
             Err(error) => {
+                // As `spec::load` reports a spec it could not read.
                 let failed = Box::new(LoadError {
-                    identity: Identity::default(),
+                    identity: Identity::unread(&id),
                     error,
                 });
                 let d = hook::decide(&policy, &opts, Err(failed), None, Instant::now());

@@ -475,7 +475,7 @@ pub fn load_from_state(
 ) -> Result<Loaded, Box<LoadError>> {
     let unknown = |error| {
         Box::new(LoadError {
-            identity: Identity::default(),
+            identity: Identity::unread(""),
             error,
         })
     };

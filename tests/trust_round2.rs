@@ -438,3 +438,39 @@ fn a_non_utf8_directory_name_in_a_volume_leaves_other_subpaths_traceable() {
     assert_eq!(code, Some(1), "{rec}");
     assert_eq!(violated(&rec), ["hostPathVolumes"], "{rec}");
 }
+
+// ---- found by the `evaluate` fuzz target on this round --------------------------------------
+
+#[test]
+fn a_spec_that_cannot_be_read_never_earns_the_unidentified_exemption() {
+    // `unidentified = "allow"` exempts containers whose metadata is absent; a spec the hook
+    // cannot read has metadata that is unknown (THREAT-MODEL row 12).
+    let node = Node::new("unidentified = \"allow\"");
+    let b = node.path().join("unreadable");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    std::fs::write(b.join("config.json"), b"{\"process\": {\"user\": ").expect("write");
+    let o = run_bounded(
+        node.hook_command(&["--runtime", "none"]),
+        Stdin::Bytes(state("unreadable", &b)),
+        LIMIT,
+    );
+    let rec = node.records().pop().expect("a record");
+    // Refused as "could not evaluate" (exit 2), not exempt.
+    assert_eq!(o.status.code(), Some(2), "{rec}");
+    assert_eq!(rec["decision"], "error", "{rec}");
+    // The control: a spec without Kubernetes metadata that reads is exempt.
+    let ok = node.path().join("plain");
+    std::fs::create_dir_all(&ok).expect("mkdir");
+    write_json(&ok.join("config.json"), &privileged());
+    let o = run_bounded(
+        node.hook_command(&["--runtime", "none"]),
+        Stdin::Bytes(state("plain", &ok)),
+        LIMIT,
+    );
+    let rec = node.records().pop().expect("a record");
+    assert_eq!(
+        (o.status.code(), rec["decision"].as_str()),
+        (Some(0), Some("exempt")),
+        "{rec}"
+    );
+}
