@@ -701,7 +701,14 @@ fn cluster_snapshot(n: usize) -> Vec<u8> {
     .into_iter()
     .map(|(n, h)| (n.to_owned(), h.to_owned()))
     .collect();
-    pss_guard::snapshot::render(std::time::SystemTime::now(), &namespaces, &classes)
+    pss_guard::snapshot::render(
+        std::time::SystemTime::now(),
+        pss_guard::snapshot::Cluster {
+            namespaces: &namespaces,
+            runtime_classes: &classes,
+            kubernetes_version: Some("v1.34"),
+        },
+    )
 }
 
 /// The hook with a 2,000-namespace snapshot against the hook without one (and `/bin/true`),

@@ -62,8 +62,9 @@ pub fn run(data: &[u8]) {
         let spec = match spec::parse_spec(config, Path::new("config.json")) {
             Ok(s) => s,
             Err(error) => {
+                // As `spec::load` reports a spec it could not read.
                 let failed = Box::new(LoadError {
-                    identity: Identity::default(),
+                    identity: Identity::unread(&id),
                     error,
                 });
                 let d = hook::decide(&policy, &opts, Err(failed), None, Instant::now());
@@ -102,6 +103,7 @@ pub fn run(data: &[u8]) {
                     &facts,
                     None,
                     lv,
+                    policy::NEWEST_MINOR,
                     &name,
                     Ambiguity::default(),
                     policy.runtime_default_caps,
@@ -217,48 +219,76 @@ pub fn keys(data: &[u8]) {
 /// The deepest mount point holding `p` (the last of equals) and `p`'s place in its filesystem,
 /// compared as `/`-joined strings of normal components (so `a//b` is `a/b`, as for a `Path`).
 fn reference_locate(t: &Table, p: &Path) -> Option<((u32, u32), PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
     let text = |x: &Path| {
-        let parts: Vec<String> = x
+        let parts: Vec<&[u8]> = x
             .components()
             .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                std::path::Component::Normal(n) => Some(n.as_bytes()),
                 _ => None,
             })
             .collect();
         if parts.is_empty() {
-            "/".to_owned()
+            b"/".to_vec()
         } else {
-            format!("/{}/", parts.join("/"))
+            [&b"/"[..], &parts.join(&b'/'), b"/"].concat()
         }
     };
     let ps = text(p);
     let mut best: Option<&pss_guard::spec::mountinfo::Mount> = None;
+    // Mount points compare as bytes: a directory name need not be UTF-8.
     for m in t.mounts() {
         let ms = text(&m.mount_point);
-        let depth = |s: &str| s.split('/').filter(|c| !c.is_empty()).count();
+        let depth = |s: &[u8]| s.split(|b| *b == b'/').filter(|c| !c.is_empty()).count();
         if ps.starts_with(&ms) && best.is_none_or(|b| depth(&ms) >= depth(&text(&b.mount_point))) {
             best = Some(m);
         }
     }
     let m = best?;
-    let rest = ps.strip_prefix(&text(&m.mount_point))?;
-    let mut at = m.root.clone();
-    at.extend(rest.split('/').filter(|c| !c.is_empty()));
-    Some((m.dev, at))
+    // A mount whose line could not be read proves nothing below it.
+    let shows = m.shows.as_ref()?;
+    let rest = ps.strip_prefix(&text(&m.mount_point)[..])?;
+    let mut at = shows.root.clone();
+    at.extend(
+        rest.split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(std::ffi::OsStr::from_bytes),
+    );
+    Some((shows.dev, at))
 }
 
 pub fn mounts(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Some(table) = Table::parse(text) else {
-        return;
-    };
+    // Any bytes: the table always parses, a line at a time.
+    let table = Table::parse(data);
+    let lines = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(table.mounts().len() + table.unplaced, lines);
+    // Any bytes without an escape are taken as they are: a line whose fifth field is an absolute
+    // path with no backslash places a mount exactly there, whatever else the line holds.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        for line in data.split(|b| *b == b'\n') {
+            let Some(mp) = line.split(|b| *b == b' ').nth(4) else {
+                continue;
+            };
+            if mp.first() == Some(&b'/') && !mp.contains(&b'\\') {
+                let p = Path::new(std::ffi::OsStr::from_bytes(mp));
+                assert!(
+                    table.mounts().iter().any(|m| m.mount_point == p),
+                    "{p:?} not placed"
+                );
+            }
+        }
+    }
     // Probe every mount point and root, one level below each, and the kernel-looking paths a
     // kubelet pod directory has.
     let mut probes: Vec<PathBuf> = Vec::new();
     for m in table.mounts() {
-        for p in [&m.mount_point, &m.root] {
+        assert!(m.mount_point.is_absolute(), "{m:?}");
+        let root = m.shows.as_ref().map(|s| &s.root);
+        for p in std::iter::once(&m.mount_point).chain(root) {
             if p.is_absolute() {
                 probes.push(p.clone());
                 probes.push(p.join("x"));

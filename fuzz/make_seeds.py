@@ -119,4 +119,18 @@ try:
         mounts.append(fh.read())
 except OSError:
     pass
-write("mounts", [m.encode() for m in mounts])
+mounts = [m.encode() for m in mounts]
+# Bytes that are not UTF-8 in a root and a mount point (a directory a pod renamed), an escaped
+# newline, and lines that cannot be read in part or at all beside good ones.
+mounts.append(
+    b"1 0 8:1 / / rw - ext4 /dev/vda rw\n"
+    + f"2 1 9:9 /v/\xff\xfe {pod}/volume-subpaths/v/app/0 rw - ext4 /dev/vdb rw\n".encode("latin-1")
+    + b"3 1 8:1 /\xc3\x28 /mnt/\xff rw shared:1 - ext4 /dev/vda rw\n"
+    b"4 1 8:1 /a\\012b /mnt/a\\012b rw - ext4 /dev/vda rw\n"
+    b"5 1 8:1 /x\\777 /mnt/bad-root rw - ext4 /dev/vda rw\n"
+    b"6 1 8:1 /x /mnt/no-separator rw\n"
+    b"7 1 8 / /mnt/no-minor rw - ext4 a rw\n"
+    b"8 1 8:1 / relative rw - ext4 a rw\n"
+    b"garbage\n"
+)
+write("mounts", mounts)

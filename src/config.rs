@@ -182,6 +182,9 @@ pub struct Policy {
     /// never exempt through a RuntimeClass.
     pub default_runtime_handler: String,
     pub snapshot: SnapshotSettings,
+    /// `kubernetes_version`: the cluster's minor version, what `latest` (and any version above
+    /// it) means when no snapshot names the API server's version.
+    pub kubernetes_version: Option<u32>,
     pub cri: CriSettings,
     /// What the policy file asked for that cannot apply at the node, said in each record.
     pub notes: Vec<String>,
@@ -227,6 +230,7 @@ impl Default for Policy {
             exempt_runtime_classes: BTreeSet::new(),
             default_runtime_handler: "runc".into(),
             snapshot: SnapshotSettings::default(),
+            kubernetes_version: None,
             cri: CriSettings::default(),
             notes: Vec::new(),
             unidentified: Unidentified::Enforce,
@@ -243,6 +247,16 @@ impl Default for Policy {
             node_name: None,
             log_rotation: crate::log::Rotation::default(),
         }
+    }
+}
+
+/// `v1.N`, a released line's version as the API server's `/version` names it.
+pub fn kubernetes_version(s: &str) -> Result<u32, ConfigError> {
+    match s.parse::<crate::policy::Version>() {
+        Ok(crate::policy::Version::Pinned(n)) => Ok(n),
+        _ => Err(ConfigError::Invalid(format!(
+            "kubernetes_version: {s:?} is not \"v1.N\""
+        ))),
     }
 }
 
@@ -278,6 +292,7 @@ struct RawPolicy {
     labels: Option<LabelUse>,
     #[serde(default)]
     snapshot: RawSnapshot,
+    kubernetes_version: Option<String>,
     #[serde(default)]
     cri: RawCri,
     unidentified: Option<Unidentified>,
@@ -451,6 +466,9 @@ impl Policy {
         }
         if let Some(path) = raw.snapshot.path {
             p.snapshot.path = absolute(path, "snapshot.path")?;
+        }
+        if let Some(v) = raw.kubernetes_version {
+            p.kubernetes_version = Some(kubernetes_version(&v)?);
         }
         if let Some(secs) = raw.snapshot.stale_after_seconds {
             p.snapshot.stale_after = std::time::Duration::from_secs(secs);
@@ -1688,5 +1706,16 @@ exemptions:
         assert!(glob_match("a/b", "a/b"));
         assert!(!glob_match("a/*c", "a/b"));
         assert!(glob_match("a/*b*", "a/xbx"));
+    }
+
+    #[test]
+    fn kubernetes_version_is_a_released_minor() {
+        let p = Policy::from_toml("kubernetes_version = \"v1.34\"\n").unwrap();
+        assert_eq!(p.kubernetes_version, Some(34));
+        assert_eq!(Policy::default().kubernetes_version, None);
+        for bad in ["latest", "1.34", "v1.34.2", "v2.0", ""] {
+            let t = format!("kubernetes_version = {bad:?}\n");
+            assert!(Policy::from_toml(&t).is_err(), "accepted {bad:?}");
+        }
     }
 }

@@ -15,7 +15,8 @@ use crate::config::{CriLookup, LabelUse, Policy, Unidentified};
 use crate::error::Error;
 use crate::policy::{self, Ambiguity, Level, LevelVersion};
 use crate::psa::{self, Modes};
-use crate::report::{Decision, Evaluation, PolicyFrom, Verdict};
+use crate::report::{Decision, Evaluation, Latest, PolicyFrom, Verdict};
+use crate::snapshot::Entry;
 use crate::spec::{self, Identity, LoadError, Loaded, RuntimeArg, Target};
 
 /// How long the hook waits for the runtime to write the state on stdin.
@@ -146,11 +147,12 @@ fn exemption(
     }
 }
 
-/// What a container's namespace brings: its modes, where they came from, and a RuntimeClass
-/// exemption for the hook's handler.
+/// What a container's namespace brings: its modes, where they came from, what `latest` means,
+/// and a RuntimeClass exemption for the hook's handler.
 struct NamespaceScope {
     modes: Modes,
     from: PolicyFrom,
+    latest: Latest,
     exempt_runtime_class: Option<String>,
     notes: Vec<String>,
 }
@@ -158,13 +160,17 @@ struct NamespaceScope {
 impl NamespaceScope {
     /// The modes for this container: `check --level/--version` first; else its namespace's
     /// labels (`check --namespace-labels`, or the agent's snapshot) over the node's defaults,
-    /// raised to the floor; else the node's defaults. A snapshot that cannot be read changes
-    /// nothing but the record: the node's defaults apply and the record says why.
+    /// raised to the floor; else the node's defaults. A snapshot that cannot be read (or is not
+    /// trusted) changes nothing but the record: the node's defaults apply and the record says
+    /// why. A namespace whose own entry cannot be read enforces `restricted`, as admission does
+    /// for an enforce label it cannot parse. `latest` is the API server's version from the
+    /// snapshot, else the policy's `kubernetes_version`, else the newest this hook knows.
     fn resolve(policy: &Policy, opts: &Options, identity: &Identity) -> NamespaceScope {
         let defaults = policy.modes();
         let mut scope = NamespaceScope {
             modes: defaults,
             from: PolicyFrom::Defaults,
+            latest: Latest::default(),
             exempt_runtime_class: None,
             notes: policy.notes.clone(),
         };
@@ -173,31 +179,55 @@ impl NamespaceScope {
         let mut labels = opts
             .namespace_labels
             .clone()
-            .map(|l| (l, PolicyFrom::CommandLine));
-        if labels.is_none() && (ns.is_some() || want_classes) {
-            match crate::snapshot::read(&policy.snapshot.path, ns, want_classes) {
-                Err(e) => scope.notes.push(format!(
-                    "{}; node defaults apply",
-                    crate::error::chain_of(&e)
-                )),
-                Ok(None) => {}
-                Ok(Some(view)) => {
-                    scope.exempt_runtime_class = exempt_class(policy, opts, &view.runtime_classes);
-                    if let Some(age) = view.age(std::time::SystemTime::now())
-                        && age > policy.snapshot.stale_after
-                    {
-                        scope.notes.push(format!(
-                            "namespace snapshot is stale: written {} s ago; the agent may be down",
-                            age.as_secs()
-                        ));
-                    }
+            .map(|l| (Entry::Labels(l), PolicyFrom::CommandLine));
+        let mut cluster_version = None;
+        // The header alone names the cluster's version: read it even when no label is wanted.
+        let wanted_ns = if labels.is_none() { ns } else { None };
+        match crate::snapshot::read(&policy.snapshot.path, wanted_ns, want_classes) {
+            Err(e) => scope.notes.push(format!(
+                "{}; {}",
+                crate::error::chain_of(&e),
+                if labels.is_none() {
+                    "node defaults apply"
+                } else {
+                    "not used"
+                }
+            )),
+            Ok(None) => {}
+            Ok(Some(view)) => {
+                scope.exempt_runtime_class = exempt_class(policy, opts, &view.runtime_classes);
+                if let Some(age) = view.age(std::time::SystemTime::now())
+                    && age > policy.snapshot.stale_after
+                {
+                    scope.notes.push(format!(
+                        "namespace snapshot is stale: written {} s ago; the agent may be down",
+                        age.as_secs()
+                    ));
+                }
+                cluster_version = view.kubernetes_version;
+                if labels.is_none() {
                     labels = view.labels.map(|l| (l, PolicyFrom::Labels));
                 }
             }
         }
-        if let Some((labels, from)) = labels {
-            let (modes, errors) = psa::from_labels(&labels, defaults);
-            scope.notes.extend(errors);
+        scope.latest = latest(policy, cluster_version.as_deref(), &mut scope.notes);
+        if let Some((entry, from)) = labels {
+            let modes = match entry {
+                Entry::Labels(labels) => {
+                    let (modes, errors) = psa::from_labels(&labels, defaults);
+                    scope.notes.extend(errors);
+                    modes
+                }
+                Entry::Unreadable(why) => {
+                    let modes = psa::unreadable(defaults);
+                    scope.notes.push(format!(
+                        "namespace {:?} in the snapshot: {why}; enforce {} as for an enforce label that does not parse",
+                        ns.unwrap_or_default(),
+                        modes.enforce
+                    ));
+                    modes
+                }
+            };
             scope.modes = match policy.labels {
                 LabelUse::Enforce => psa::apply_floor(modes, &policy.floor, ns.unwrap_or_default()),
                 LabelUse::Record => Modes {
@@ -212,6 +242,37 @@ impl NamespaceScope {
             scope.from = PolicyFrom::CommandLine;
         }
         scope
+    }
+}
+
+/// What `latest` means here: the API server's version as the agent recorded it in the
+/// snapshot, else the policy's `kubernetes_version`, else the newest version this hook knows.
+/// A cluster newer than this hook is evaluated at the newest version it knows, and says so.
+fn latest(policy: &Policy, from_snapshot: Option<&str>, notes: &mut Vec<String>) -> Latest {
+    let newest = crate::policy::NEWEST_MINOR;
+    let snapshot = from_snapshot.and_then(|v| match crate::config::kubernetes_version(v) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            notes.push(format!(
+                "namespace snapshot names API server version {v:?}, not \"v1.N\"; ignored"
+            ));
+            None
+        }
+    });
+    let (minor, from) = match (snapshot, policy.kubernetes_version) {
+        (Some(n), _) => (n, "the API server's version, from the namespace snapshot"),
+        (None, Some(n)) => (n, "kubernetes_version in the policy"),
+        (None, None) => return Latest::default(),
+    };
+    if minor > newest {
+        return Latest {
+            minor: newest,
+            from: format!("{from} (v1.{minor}); this hook's checks end at v1.{newest}"),
+        };
+    }
+    Latest {
+        minor,
+        from: from.to_owned(),
     }
 }
 
@@ -255,7 +316,7 @@ pub fn decide(
     let exempt = exemption(policy, opts, known, &scope);
     let (identity, evaluation, cri_view) = match loaded {
         Ok(l) => {
-            let (evaluation, cri) = evaluate(policy, opts, &l, scope.modes, exempt.is_some());
+            let (evaluation, cri) = evaluate(policy, opts, &l, &scope, exempt.is_some());
             (l.identity, evaluation.map_err(|e| e.chain()), cri.record())
         }
         Err(e) => (e.identity, Err(e.error.chain()), None),
@@ -270,6 +331,7 @@ pub fn decide(
         mode: policy.mode,
         modes: scope.modes,
         policy_from: scope.from,
+        latest: scope.latest,
         notes: scope.notes,
         verdict,
         cri_view,
@@ -306,9 +368,10 @@ fn evaluate(
     policy: &Policy,
     opts: &Options,
     loaded: &Loaded,
-    modes: Modes,
+    scope: &NamespaceScope,
     exempt: bool,
 ) -> (Result<Evaluation, Error>, CriStatus) {
+    let modes = scope.modes;
     let facts = match spec::collect(loaded, policy, opts.live) {
         Ok(f) => f,
         Err(e) => return (Err(e), CriStatus::NotApplicable),
@@ -323,6 +386,7 @@ fn evaluate(
             &facts,
             cri,
             lv,
+            scope.latest.minor,
             name,
             ambiguity,
             policy.runtime_default_caps,
@@ -422,7 +486,7 @@ pub fn load_from_state(
 ) -> Result<Loaded, Box<LoadError>> {
     let unknown = |error| {
         Box::new(LoadError {
-            identity: Identity::default(),
+            identity: Identity::unread(""),
             error,
         })
     };
@@ -538,6 +602,7 @@ mod tests {
         let scope = NamespaceScope {
             modes: policy.modes(),
             from: PolicyFrom::Defaults,
+            latest: Latest::default(),
             exempt_runtime_class: None,
             notes: Vec::new(),
         };
@@ -582,7 +647,14 @@ mod tests {
         let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800);
         std::fs::write(
             &snap,
-            crate::snapshot::render(long_ago, &namespaces, &classes),
+            crate::snapshot::render(
+                long_ago,
+                crate::snapshot::Cluster {
+                    namespaces: &namespaces,
+                    runtime_classes: &classes,
+                    kubernetes_version: None,
+                },
+            ),
         )
         .unwrap();
         let policy = Policy::from_toml(&format!(

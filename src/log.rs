@@ -77,6 +77,9 @@ struct Record<'a> {
     warn_violations: Vec<ViolationJson<'a>>,
     /// Where the modes came from: node defaults, namespace labels, command line.
     policy_from: &'static str,
+    /// The version `latest` (and any version above it) was evaluated at, and why that one.
+    latest: String,
+    latest_from: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     notes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +118,8 @@ pub fn render(d: &Decision, node: &str, time: String) -> Vec<u8> {
         warn_policy: d.warn().map(|w| w.policy.to_string()),
         warn_violations: d.warn().map(violations_json).unwrap_or_default(),
         policy_from: d.policy_from.as_str(),
+        latest: format!("v1.{}", d.latest.minor),
+        latest_from: &d.latest.from,
         notes: &d.notes,
         cri_view: d.cri_view.as_deref(),
         exempt: d.exempt(),

@@ -8,8 +8,32 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::policy::{Level, LevelVersion, Version};
 
-/// The label prefix PSA reads; the snapshot keeps only labels under it.
+/// The label prefix PSA reads.
 pub const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
+
+/// The labels PSA reads (`api.EnforceLevelLabel` .. `api.WarnVersionLabel` in
+/// pod-security-admission's `api/constants.go`): all the snapshot keeps of a namespace.
+pub const LABELS: [&str; 6] = [
+    "pod-security.kubernetes.io/enforce",
+    "pod-security.kubernetes.io/enforce-version",
+    "pod-security.kubernetes.io/audit",
+    "pod-security.kubernetes.io/audit-version",
+    "pod-security.kubernetes.io/warn",
+    "pod-security.kubernetes.io/warn-version",
+];
+
+/// The longest label value the API server accepts (`validation.LabelValueMaxLength`); longer
+/// than any level or version, so a value cut to it still fails to parse when it did before.
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// `value` cut to [`MAX_LABEL_VALUE`] bytes (at a character boundary).
+pub fn bounded_value(value: &str) -> &str {
+    let mut end = value.len().min(MAX_LABEL_VALUE);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.get(..end).unwrap_or_default()
+}
 
 /// The level and version of each mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +123,15 @@ pub fn from_labels(labels: &BTreeMap<String, String>, defaults: Modes) -> (Modes
         }
     }
     (m, errors)
+}
+
+/// The modes of a namespace whose labels cannot be read at all: as for an enforce label that does
+/// not parse, enforce is `restricted:latest` (fail closed); audit and warn keep the defaults.
+pub fn unreadable(defaults: Modes) -> Modes {
+    Modes {
+        enforce: LevelVersion::latest(Level::Restricted),
+        ..defaults
+    }
 }
 
 /// `modes` for namespace `ns`, with enforcement raised to the floor unless `ns` is an exception.

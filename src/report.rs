@@ -92,6 +92,27 @@ impl PolicyFrom {
     }
 }
 
+/// What `latest` (and any pinned version above it) meant for this container, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Latest {
+    /// The minor version evaluated.
+    pub minor: u32,
+    /// Where it came from.
+    pub from: String,
+}
+
+impl Default for Latest {
+    fn default() -> Self {
+        Latest {
+            minor: crate::policy::NEWEST_MINOR,
+            from: NEWEST_KNOWN.to_owned(),
+        }
+    }
+}
+
+/// [`Latest::from`] when neither the snapshot nor the policy names the cluster's version.
+pub const NEWEST_KNOWN: &str = "the newest version this hook knows: no snapshot names the API server's version and the policy sets no kubernetes_version";
+
 /// What became of the container.
 #[derive(Clone, Debug)]
 pub enum Verdict {
@@ -114,6 +135,8 @@ pub struct Decision {
     /// The level and version of each mode for this container.
     pub modes: Modes,
     pub policy_from: PolicyFrom,
+    /// What `latest` meant.
+    pub latest: Latest,
     /// What a reader of the record should know (a stale or unreadable snapshot, namespace
     /// labels that did not parse, policy settings that cannot apply at the node).
     pub notes: Vec<String>,

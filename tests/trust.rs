@@ -41,9 +41,12 @@ fn violated(rec: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What containerd writes for `privileged: true` with `capabilities.drop: [ALL]` on a handler
-/// with `privileged_without_host_devices`, in a pod with `hostUsers: false`: no capabilities, no
-/// masked or read-only paths, a read-write /sys, no device rule, a user namespace.
+/// A privileged spec with no capabilities, in a user namespace: no masked or read-only paths, a
+/// read-write /sys, no device rule. containerd up to 1.5 wrote the capability part for
+/// `privileged: true` with `capabilities.drop: [ALL]` on a handler with
+/// `privileged_without_host_devices` (1.6 and later grant every capability whatever `drop` says;
+/// THREAT-MODEL.md says which runtimes can write such a spec); the user namespace is what
+/// `hostUsers: false` adds.
 fn privileged_drop_all_userns() -> Value {
     let mut s = base_spec(&["/bin/true"]);
     s["process"]["capabilities"] = json!({});

@@ -5,8 +5,16 @@
 //! RuntimeClasses, then one line per namespace sorted by name, which the hook binary-searches).
 //!
 //! Every namespace is present (an unlabeled one as `{}`, so the hook can tell "no labels" from
-//! "not known yet"); only labels under `pod-security.kubernetes.io/` are kept; RuntimeClasses map
-//! to their `handler`, the name the runtime (and so the hook) sees. Keys are sorted.
+//! "not known yet"); of its labels only the six Pod Security Admission reads are kept
+//! (`pss_guard::psa::LABELS`), each value cut to the API server's own limit of 63 bytes, so no
+//! namespace's line can outgrow what the hook reads (one namespace's labels must never decide how
+//! another resolves); RuntimeClasses map to their `handler`, the name the runtime (and so the
+//! hook) sees. Keys are sorted.
+//!
+//! The header also carries the API server's version (`GET /version`, as `v1.N`), asked for at
+//! start and again every `refresh`: Pod Security Admission evaluates `latest` at the API server's
+//! own version, and so does the hook when the snapshot names it. Without an answer the snapshot
+//! is still written, without the version.
 //!
 //! Namespaces are watched as `PartialObjectMetadata` (labels are metadata; the agent never reads a
 //! namespace's spec or status), RuntimeClasses whole (`handler` is a top-level field; they are
@@ -35,7 +43,6 @@ use tokio::sync::Notify;
 
 use crate::status::Shared;
 
-pub const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 pub const NAMESPACES: &str = "namespaces";
 pub const RUNTIME_CLASSES: &str = "runtimeclasses";
 pub const RESOURCES: [&str; 2] = [NAMESPACES, RUNTIME_CLASSES];
@@ -97,6 +104,8 @@ impl<V: PartialEq> Tracked<V> {
 pub struct Cluster {
     pub namespaces: Tracked<BTreeMap<String, String>>,
     pub runtime_classes: Tracked<String>,
+    /// The API server's version, `v1.N`, once it has answered.
+    pub kubernetes_version: Option<String>,
     /// Bumped by every event, so the writer renders only after a change or when a refresh
     /// is due.
     pub generation: u64,
@@ -106,6 +115,7 @@ pub struct Cluster {
 struct Content<'a> {
     namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
     runtime_classes: &'a BTreeMap<String, String>,
+    kubernetes_version: Option<&'a str>,
 }
 
 impl Cluster {
@@ -117,28 +127,50 @@ impl Cluster {
         let content = Content {
             namespaces: &self.namespaces.live,
             runtime_classes: &self.runtime_classes.live,
+            kubernetes_version: self.kubernetes_version.as_deref(),
         };
         let key = serde_json::to_vec(&content).ok()?;
-        let file =
-            pss_guard::snapshot::render(written, &self.namespaces.live, &self.runtime_classes.live);
+        let file = pss_guard::snapshot::render(
+            written,
+            pss_guard::snapshot::Cluster {
+                namespaces: content.namespaces,
+                runtime_classes: content.runtime_classes,
+                kubernetes_version: content.kubernetes_version,
+            },
+        );
         Some((key, file))
     }
 }
 
-/// A namespace's Pod Security labels (the only ones the hook needs).
+/// A namespace's Pod Security labels: only those admission reads, values bounded.
 pub fn namespace_entry(
     ns: &PartialObjectMeta<Namespace>,
 ) -> Option<(String, BTreeMap<String, String>)> {
     let name = ns.metadata.name.clone()?;
-    let labels = ns
-        .metadata
-        .labels
+    let all = ns.metadata.labels.as_ref();
+    let labels = pss_guard::psa::LABELS
         .iter()
-        .flatten()
-        .filter(|(k, _)| k.starts_with(LABEL_PREFIX))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter_map(|k| {
+            let v = all?.get(*k)?;
+            Some(((*k).to_owned(), pss_guard::psa::bounded_value(v).to_owned()))
+        })
         .collect();
     Some((name, labels))
+}
+
+/// `v1.N` from the API server's `/version`: `minor` may carry a suffix (`"34+"` on managed
+/// clusters); `None` for anything else.
+pub fn kubernetes_version(info: &k8s_openapi::apimachinery::pkg::version::Info) -> Option<String> {
+    if info.major.trim_end_matches('+') != "1" {
+        return None;
+    }
+    let digits: String = info
+        .minor
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let minor: u32 = digits.parse().ok()?;
+    Some(format!("v1.{minor}"))
 }
 
 pub fn runtime_class_entry(rc: &RuntimeClass) -> Option<(String, String)> {
@@ -215,9 +247,44 @@ impl Watcher {
             }
         };
         let ns = tokio::spawn(Arc::clone(&self).supervise(NAMESPACES, client.clone()));
-        let rc = tokio::spawn(Arc::clone(&self).supervise(RUNTIME_CLASSES, client));
+        let rc = tokio::spawn(Arc::clone(&self).supervise(RUNTIME_CLASSES, client.clone()));
+        let v = tokio::spawn(Arc::clone(&self).follow_version(client));
         let w = tokio::spawn(Arc::clone(&self).write_loop());
-        let _ = tokio::join!(ns, rc, w);
+        let _ = tokio::join!(ns, rc, v, w);
+    }
+
+    /// Asks the API server for its version now and every `refresh` (a cluster is upgraded
+    /// under a running agent), retrying sooner while it does not answer.
+    async fn follow_version(self: Arc<Self>, client: kube::Client) {
+        loop {
+            let wait = match client.apiserver_version().await {
+                Ok(info) => {
+                    let v = kubernetes_version(&info);
+                    if v.is_none() {
+                        eprintln!(
+                            "pss-guard-agent: the API server's version {:?}.{:?} is not 1.N; the snapshot names none",
+                            info.major, info.minor
+                        );
+                    }
+                    let mut c = self.cluster();
+                    if c.kubernetes_version != v {
+                        c.kubernetes_version = v;
+                        c.generation += 1;
+                        drop(c);
+                        self.changed.notify_one();
+                    }
+                    self.refresh
+                }
+                Err(e) => {
+                    eprintln!(
+                        "pss-guard-agent: asking the API server's version: {}",
+                        pss_guard::error::chain_of(&e)
+                    );
+                    CLIENT_RETRY.min(self.refresh)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Runs one watch and starts it again if it ever ends or panics (a watcher stream does not
@@ -392,11 +459,14 @@ mod tests {
     }
 
     #[test]
-    fn only_pod_security_labels_are_kept() {
+    fn only_the_labels_admission_reads_are_kept_with_bounded_values() {
+        let long = "é".repeat(100);
         let (name, labels) = namespace_entry(&ns(
             "a",
             &[
                 ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/audit", &long),
+                ("pod-security.kubernetes.io/x-1", "baseline"),
                 ("team", "x"),
                 ("pod-security.kubernetes.io.evil/enforce", "privileged"),
             ],
@@ -405,11 +475,37 @@ mod tests {
         assert_eq!(name, "a");
         assert_eq!(
             labels.into_iter().collect::<Vec<_>>(),
-            vec![(
-                "pod-security.kubernetes.io/enforce".to_owned(),
-                "restricted".to_owned()
-            )]
+            vec![
+                (
+                    "pod-security.kubernetes.io/audit".to_owned(),
+                    "é".repeat(31)
+                ),
+                (
+                    "pod-security.kubernetes.io/enforce".to_owned(),
+                    "restricted".to_owned()
+                ),
+            ]
         );
+    }
+
+    #[test]
+    fn the_api_servers_version_is_its_minor() {
+        use k8s_openapi::apimachinery::pkg::version::Info;
+        let info = |major: &str, minor: &str| Info {
+            major: major.into(),
+            minor: minor.into(),
+            ..Info::default()
+        };
+        assert_eq!(
+            kubernetes_version(&info("1", "34")).as_deref(),
+            Some("v1.34")
+        );
+        assert_eq!(
+            kubernetes_version(&info("1", "31+")).as_deref(),
+            Some("v1.31")
+        );
+        assert_eq!(kubernetes_version(&info("2", "0")), None);
+        assert_eq!(kubernetes_version(&info("1", "")), None);
     }
 
     #[test]
@@ -432,6 +528,13 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&file),
             "{\"schema\":2,\"written\":\"1970-01-01T00:00:00.000000Z\",\"runtime_classes\":{}}\n{\"namespace\":\"old\",\"labels\":{}}\n"
+        );
+        c.kubernetes_version = Some("v1.34".into());
+        let (_, file) = c.render(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&file).starts_with("{\"schema\":2,\"written\":\"1970-01-01T00:00:00.000000Z\",\"runtime_classes\":{},\"kubernetes_version\":\"v1.34\"}\n"),
+            "{}",
+            String::from_utf8_lossy(&file)
         );
         // A relist in progress leaves the known objects in force until it completes.
         c.namespaces.apply(Event::Init, namespace_entry);

@@ -8,6 +8,9 @@
 //! Steps, each checked on the snapshot file: initial list; a label change; a deletion; a watch
 //! that expires with `410 Gone` (an `ERROR` event, then the stream ends) while the server
 //! gained a namespace the agent was never told about, which only the relist can show.
+//!
+//! It also answers `GET /version` with a `version.Info`, as every API server does for any
+//! client (the `system:public-info-viewer` role): the agent records the version in the snapshot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Status, WatchEvent};
+use k8s_openapi::apimachinery::pkg::version::Info;
 use kube::api::{ObjectList, PartialObjectMeta, TypeMeta};
 use serde_json::Value;
 use support::*;
@@ -47,6 +51,8 @@ struct ApiState {
     ns_accept: Vec<String>,
     /// Query strings of list (not watch) requests.
     list_queries: Vec<String>,
+    /// What `GET /version` answers; a 404 while `None`.
+    version: Option<Info>,
 }
 
 fn line<T: serde::Serialize>(ev: &WatchEvent<T>) -> Bytes {
@@ -87,6 +93,14 @@ impl ApiState {
 
     /// Adds or changes a namespace; `tell` sends the watch event.
     fn put_namespace(&mut self, name: &str, labels: &[(&str, &str)], tell: bool) {
+        let owned: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.put_namespace_owned(name, &owned, tell);
+    }
+
+    fn put_namespace_owned(&mut self, name: &str, labels: &[(String, String)], tell: bool) {
         let rv = self.bump();
         let existed = self.namespaces.contains_key(name);
         let ns = Namespace {
@@ -94,12 +108,7 @@ impl ApiState {
                 name: Some(name.into()),
                 uid: Some(format!("uid-{name}")),
                 resource_version: Some(rv),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect(),
-                ),
+                labels: Some(labels.iter().cloned().collect()),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -207,6 +216,11 @@ fn handle(req: &Request<Incoming>, api: &Mutex<ApiState>) -> Response<Body> {
         .split('&')
         .any(|kv| kv == "watch=true");
     let mut st = api.lock().unwrap();
+    if path == "/version"
+        && let Some(v) = &st.version
+    {
+        return full(StatusCode::OK, serde_json::to_vec(v).unwrap());
+    }
     if path == NS_PATH {
         let accept = req
             .headers()
@@ -492,6 +506,65 @@ fn snapshot_follows_list_label_change_deletion_and_a_410_relist() {
     assert!(errors >= 1, "the 410 was not counted:\n{m}");
     assert!(m.contains("pss_guard_snapshot_age_seconds "), "{m}");
     assert_eq!(agent.get("/readyz").0, 200);
+}
+
+#[test]
+fn only_what_admission_reads_is_kept_and_the_api_servers_version_is_recorded() {
+    let mut st = ApiState::default();
+    // A tenant who may label its namespace adds thousands of labels under the Pod Security
+    // prefix (the API server accepts any number of valid keys, each value up to 63 bytes).
+    let mut flood: Vec<(String, String)> = (0..3000)
+        .map(|i| {
+            (
+                format!("pod-security.kubernetes.io/x-{i:04}"),
+                "v".repeat(63),
+            )
+        })
+        .collect();
+    flood.push((ENFORCE.into(), "privileged".into()));
+    flood.push((
+        "pod-security.kubernetes.io/warn-version".into(),
+        "v1.30".into(),
+    ));
+    st.put_namespace_owned("flood", &flood, false);
+    st.put_namespace("team", &[(ENFORCE, "restricted")], false);
+    // What a managed control plane answers: a minor with a `+`.
+    st.version = Some(Info {
+        major: "1".into(),
+        minor: "34+".into(),
+        git_version: "v1.34.2-eks-113cf36".into(),
+        ..Info::default()
+    });
+    let api = MockApi::start(st);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), &api.addr);
+    let snap = dir.path().join("cluster.json");
+    let log = dir.path().join("decisions.log");
+    let agent = Agent::start(
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+        &[("KUBECONFIG", &kc)],
+    );
+    let v = wait_snapshot(&snap, &agent, "the API server's version", |v| {
+        v["kubernetes_version"] == "v1.34"
+    });
+    assert_eq!(
+        v["namespaces"],
+        serde_json::json!({
+            "flood": {ENFORCE: "privileged", "pod-security.kubernetes.io/warn-version": "v1.30"},
+            "team": {ENFORCE: "restricted"}
+        })
+    );
+    let text = std::fs::read_to_string(&snap).unwrap();
+    let longest = text.lines().skip(1).map(str::len).max().unwrap_or(0);
+    assert!(
+        longest <= pss_guard::snapshot::MAX_ENTRY,
+        "a namespace line of {longest} bytes"
+    );
 }
 
 #[test]

@@ -57,11 +57,20 @@ pub enum Version {
 }
 
 impl Version {
-    /// The minor version whose rules apply.
+    /// The minor version whose rules apply when `latest` is the newest this evaluator knows.
     pub fn minor(self) -> u32 {
+        self.minor_at(NEWEST_MINOR)
+    }
+
+    /// The minor version whose rules apply in a cluster whose `latest` is `latest`: Pod Security
+    /// Admission evaluates `latest`, and any version above the newest its checks know, at that
+    /// newest version (`checkRegistry.EvaluatePod` in pod-security-admission's
+    /// `policy/registry.go`), and the API server carries the checks of its own release.
+    pub fn minor_at(self, latest: u32) -> u32 {
+        let latest = latest.min(NEWEST_MINOR);
         match self {
-            Version::Latest => NEWEST_MINOR,
-            Version::Pinned(n) => n.min(NEWEST_MINOR),
+            Version::Latest => latest,
+            Version::Pinned(n) => n.min(latest),
         }
     }
 }
@@ -342,13 +351,14 @@ pub fn evaluate(
     facts: &Facts,
     cri: Option<&crate::cri::View>,
     policy: LevelVersion,
+    latest: u32,
     container: &str,
     ambiguity: Ambiguity,
     runtime_default_caps: crate::facts::CapSet,
 ) -> Report {
     let subject = format!("container {container:?}");
     let mut ctx = Context {
-        minor: policy.version.minor(),
+        minor: policy.version.minor_at(latest),
         subject: &subject,
         ambiguity,
         runtime_default_caps,
@@ -484,6 +494,7 @@ mod tests {
             &f,
             None,
             LevelVersion::latest(Level::Baseline),
+            NEWEST_MINOR,
             "app",
             Ambiguity::default(),
             crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap(),
@@ -517,12 +528,21 @@ mod tests {
             },
         };
         let baseline = LevelVersion::latest(Level::Baseline);
-        let spec_only = evaluate(&f, None, baseline, "app", Ambiguity::default(), caps());
+        let spec_only = evaluate(
+            &f,
+            None,
+            baseline,
+            NEWEST_MINOR,
+            "app",
+            Ambiguity::default(),
+            caps(),
+        );
         assert!(spec_only.allowed(), "{spec_only:?}");
         let r = evaluate(
             &f,
             Some(&view),
             baseline,
+            NEWEST_MINOR,
             "app",
             Ambiguity::default(),
             caps(),
@@ -545,6 +565,7 @@ mod tests {
             &f,
             Some(&lower),
             restricted,
+            NEWEST_MINOR,
             "app",
             Ambiguity::default(),
             caps(),
@@ -587,6 +608,7 @@ mod tests {
             &f,
             None,
             LevelVersion::latest(Level::Baseline),
+            NEWEST_MINOR,
             "app",
             Ambiguity::default(),
             crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap(),

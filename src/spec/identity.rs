@@ -108,6 +108,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity of a container whose spec was not read: its metadata is unknown, not
+    /// absent, so it earns no exemption that needs metadata to be absent (THREAT-MODEL row 12).
+    pub fn unread(container_id: &str) -> Identity {
+        Identity {
+            container_id: container_id.to_owned(),
+            note: Some("its spec was not read: its metadata is unknown".to_owned()),
+            ..Identity::default()
+        }
+    }
+
     pub fn sandbox_id(&self) -> Option<&str> {
         self.kube.as_ref().map(|k| k.sandbox_id.as_str())
     }

@@ -175,10 +175,7 @@ pub struct LoadError {
 /// Loads the container's spec, tells its runtime and identity, and loads its pod's sandbox spec.
 pub fn load(target: &Target, paths: &Paths) -> Result<Loaded, Box<LoadError>> {
     let fail = |identity: Identity| move |error| Box::new(LoadError { identity, error });
-    let unknown = Identity {
-        container_id: target.id.clone(),
-        ..Identity::default()
-    };
+    let unknown = Identity::unread(&target.id);
     let spec = match &target.spec_file {
         Some(f) => load_spec_file(f),
         None => load_bundle_spec(&target.bundle),

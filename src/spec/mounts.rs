@@ -419,19 +419,21 @@ mod tests {
         let sp = |vol: &str, n: u32| pod.join(format!("volume-subpaths/{vol}/app/{n}"));
         // The configmap is a directory on the root filesystem; the PV is its own mount; the
         // pod also names an inline hostPath volume `pvc-1` (its PV's name) used with a subPath.
-        let table = Table::parse(&format!(
-            "1 0 8:1 / / rw - ext4 a rw\n\
+        let table = Table::parse(
+            &format!(
+                "1 0 8:1 / / rw - ext4 a rw\n\
              2 1 9:9 / {pv}/mount rw - ext4 b rw\n\
              3 1 8:1 {cfg}/sub {cfg_sp} rw - ext4 a rw\n\
              4 1 9:9 /data {pv_sp} rw - ext4 b rw\n\
              5 1 8:1 /etc {host_sp} rw - ext4 a rw\n",
-            pv = pv.display(),
-            cfg = cfg.display(),
-            cfg_sp = sp("cfg", 0).display(),
-            pv_sp = sp("pvc-1", 1).display(),
-            host_sp = sp("pvc-1", 2).display(),
-        ))
-        .unwrap();
+                pv = pv.display(),
+                cfg = cfg.display(),
+                cfg_sp = sp("cfg", 0).display(),
+                pv_sp = sp("pvc-1", 1).display(),
+                host_sp = sp("pvc-1", 2).display(),
+            )
+            .into_bytes(),
+        );
         let live = || Some(&table);
         let r = roots(&kubelet, vec![]);
         let managed = |p: &str| MountOrigin::Managed {
