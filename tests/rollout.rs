@@ -219,10 +219,13 @@ fn an_exemption_never_reaches_the_default_handler() {
         &snap,
         pss_guard::snapshot::render(
             std::time::SystemTime::now(),
-            &Default::default(),
-            &[("gpu".to_owned(), "nvidia".to_owned())]
-                .into_iter()
-                .collect(),
+            pss_guard::snapshot::Cluster {
+                namespaces: &Default::default(),
+                runtime_classes: &[("gpu".to_owned(), "nvidia".to_owned())]
+                    .into_iter()
+                    .collect(),
+                kubernetes_version: None,
+            },
         ),
     )
     .unwrap();

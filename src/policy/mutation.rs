@@ -169,6 +169,7 @@ fn verdict(c: &Case, lv: LevelVersion, seccomp_absent: SeccompAbsent) -> Verdict
             &c.facts,
             view,
             lv,
+            super::NEWEST_MINOR,
             &c.container,
             ambiguity,
             c.policy.runtime_default_caps,
@@ -266,9 +267,25 @@ fn the_switch_leaves_out_exactly_one_check() {
     let f = crate::facts::Facts::compliant_example();
     let caps = crate::facts::CapSet::from_names(crate::facts::CONTAINERD_DEFAULT_CAPS).unwrap();
     let lv = LevelVersion::latest(crate::policy::Level::Restricted);
-    let all = super::evaluate(&f, None, lv, "app", Ambiguity::default(), caps);
+    let all = super::evaluate(
+        &f,
+        None,
+        lv,
+        super::NEWEST_MINOR,
+        "app",
+        Ambiguity::default(),
+        caps,
+    );
     super::DISABLED.with(|d| d.set(Some("runAsUser")));
-    let less = super::evaluate(&f, None, lv, "app", Ambiguity::default(), caps);
+    let less = super::evaluate(
+        &f,
+        None,
+        lv,
+        super::NEWEST_MINOR,
+        "app",
+        Ambiguity::default(),
+        caps,
+    );
     super::DISABLED.with(|d| d.set(None));
     assert_eq!(less.results.len() + 1, all.results.len());
     assert!(less.results.iter().all(|r| r.id != "runAsUser"));
