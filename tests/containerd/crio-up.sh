@@ -40,7 +40,7 @@ while [[ ${1:-} == --* ]]; do
 		shift
 		;;
 	--config)
-		node_config=${2:?crio-up: --config needs default}
+		node_config=${2:?crio-up: --config needs default or seccomp-default}
 		shift 2
 		;;
 	*) die "unknown option $1" ;;
@@ -50,8 +50,14 @@ case $driver in
 overlay | vfs) ;;
 *) die "unknown storage driver $driver (overlay | vfs; btrfs and zfs need their filesystems)" ;;
 esac
-# kubelet's seccompDefault has no node-side counterpart on CRI-O to set up here.
-[[ $node_config == default ]] || die "the crio stack has one node configuration: default"
+# The node configurations of node-up.sh: with seccomp-default (kubelet's seccompDefault: true)
+# the policy reads an absent linux.seccomp as Unconfined. CRI-O's default capabilities lack
+# NET_RAW in both.
+case $node_config in
+default) seccomp_absent="unset" ;;
+seccomp-default) seccomp_absent="unconfined" ;;
+*) die "unknown node configuration $node_config (default | seccomp-default)" ;;
+esac
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for tool in python3 unshare nsenter; do
 	command -v "$tool" >/dev/null || die "missing required tool: $tool"
@@ -98,7 +104,7 @@ app_alias=registry.k8s.io/pause:latest
 cat >"$node/policy.toml" <<EOF
 enforce = "baseline:latest"
 unidentified = "enforce"
-seccomp_absent = "unset"
+seccomp_absent = "$seccomp_absent"
 
 [exempt]
 namespaces = ["kube-system", "pss-guard"]

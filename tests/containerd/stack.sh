@@ -57,13 +57,14 @@ suite_for() {
 }
 
 # What the stamp of a stack holds beyond its packages: the CRI-O source it was built from.
-# Without PSS_GUARD_CRIO_SRC a tree already built is used as it is.
+# Without PSS_GUARD_CRIO_SRC (or naming no file) a tree already built is used as it is.
 extra_stamp() {
 	[[ $1 == crio ]] || return 0
 	local src=${PSS_GUARD_CRIO_SRC:-} stamp=$cache/$1/.complete
 	if [[ -n $src && -f $src ]]; then
 		echo " crio-src=$(sha256sum "$src" | cut -d' ' -f1)"
-	elif [[ -z $src && -f $stamp ]] && grep -q ' crio-src=' "$stamp"; then
+	elif [[ -f $stamp ]] && grep -q ' crio-src=' "$stamp"; then
+		[[ -z $src ]] || echo "stack: $src is not a file; using the CRI-O already built in the crio tree" >&2
 		echo " $(sed 's/.* crio-src=/crio-src=/' "$stamp")"
 	else
 		die "the crio stack builds CRI-O from its release source: set PSS_GUARD_CRIO_SRC to the cri-o vX.Y.Z source tarball (with vendor/)"

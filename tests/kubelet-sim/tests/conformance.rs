@@ -348,6 +348,10 @@ async fn offline_check(
 ) -> Result<Offline, String> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("check").arg(config).arg("--policy").arg(policy);
+    // Specs captured on CRI-O carry CRI-O's metadata (the default is containerd's).
+    if common::stack() == "crio" {
+        cmd.args(["--runtime", "cri-o"]);
+    }
     if let Some(s) = sandbox {
         cmd.arg("--sandbox").arg(s);
     }
@@ -950,7 +954,7 @@ fn markdown() -> String {
                 .collect()
         })
         .unwrap_or_default();
-    let stack_order = |s: &str| ["bookworm", "trixie", "sid"].iter().position(|x| *x == s);
+    let stack_order = |s: &str| ["bookworm", "trixie", "sid", "crio"].iter().position(|x| *x == s);
     let config_order = |c: &str| CONFIGS.iter().position(|(x, _)| *x == c);
     parts.sort_by_key(|p| (stack_order(&p.stack), config_order(&p.config)));
 
