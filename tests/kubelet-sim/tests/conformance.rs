@@ -954,7 +954,11 @@ fn markdown() -> String {
                 .collect()
         })
         .unwrap_or_default();
-    let stack_order = |s: &str| ["bookworm", "trixie", "sid", "crio"].iter().position(|x| *x == s);
+    let stack_order = |s: &str| {
+        ["bookworm", "trixie", "sid", "crio"]
+            .iter()
+            .position(|x| *x == s)
+    };
     let config_order = |c: &str| CONFIGS.iter().position(|(x, _)| *x == c);
     parts.sort_by_key(|p| (stack_order(&p.stack), config_order(&p.config)));
 
