@@ -119,6 +119,11 @@ allowed_host_paths = []
 
 [log]
 path = "$logdir/decisions.log"
+
+# CRI-O's default_capabilities (its internal/config/capabilities), which the drop-in below
+# leaves as they are: what every container gets without an add (containerd's set is larger).
+[capabilities]
+runtime_default = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL"]
 EOF
 
 # --- CRI-O's configuration: one drop-in, everything else CRI-O's defaults ------------------------

@@ -319,6 +319,13 @@ async fn host_namespaces_sysctls_and_capabilities_are_refused() {
     assert_refused(&r, "non-default capabilities");
     assert_refused(&r, "SYS_ADMIN");
     stop(&mut k, &r).await;
+
+    // NET_RAW is a containerd default but not CRI-O's: with the node's policy naming CRI-O's
+    // defaults (crio-up.sh), an add of it is seen and refused, as PSA refuses it.
+    let yaml = pod("net-raw", "default", "", "{capabilities: {add: [NET_RAW]}}");
+    let r = run(&mut k, &yaml, Source::ApiServer).await;
+    assert_refused(&r, "NET_RAW");
+    stop(&mut k, &r).await;
 }
 
 /// hostPath refused; kubelet's own volumes, a subPath bind among them, allowed: the subPath is
