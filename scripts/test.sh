@@ -5,7 +5,10 @@
 # and lints, then runs every test of the workspace on the host's runtimes (stack bookworm:
 # containerd 1.6 + runc 1.1), and the containerd tests and the conformance run again on each
 # Debian-tree stack (trixie: containerd 1.7 + runc 1.1; sid: containerd 2.x + runc 1.3, what
-# EKS runs). Nothing is skipped: a missing runtime fails.
+# EKS runs). CRI-O (stack crio: v1.36 built from its release source, whose tarball
+# PSS_GUARD_CRIO_SRC names, by default ../shared/cri-o/) runs its own e2e tests
+# (tests/kubelet-sim/tests/crio.rs, in the workspace run) and the shared ones listed below.
+# Nothing is skipped: a missing runtime fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +31,9 @@ echo "== build"
 cargo build --workspace --all-targets
 export PSS_GUARD_BIN="$PWD/target/debug/pss-guard"
 export PSA_FIXTURES="${PSA_FIXTURES:-$PWD/../shared/psa-fixtures}"
+export PSS_GUARD_CRIO_SRC="${PSS_GUARD_CRIO_SRC:-$PWD/../shared/cri-o/cri-o-v1.36.3-src.tar.gz}"
 echo "== runtime stacks (built on first use, cached in /var/cache/pss-guard/stacks)"
-for stack in trixie sid; do
+for stack in trixie sid crio; do
   start=$SECONDS
   bash tests/containerd/stack.sh tree "$stack" >/dev/null
   echo "$stack tree ready in $((SECONDS - start)) s"
@@ -52,6 +56,13 @@ for stack in trixie sid; do
     tee -a "$log" || status=1
   echo "stack $stack: $((SECONDS - start)) s"
 done
+# CRI-O: the namespace-label and concurrency tests as on containerd (CRI-O's own e2e tests,
+# crio.rs, already ran in the workspace run).
+echo "== shared tests on stack crio"
+start=$SECONDS
+PSS_GUARD_STACK=crio cargo test --no-fail-fast -p kubelet-sim --test namespaces \
+  --test concurrency -- --test-threads=2 2>&1 | tee -a "$log" || status=1
+echo "stack crio: $((SECONDS - start)) s"
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
 # Graviton: the static aarch64 build (Debian sid's rustc and arm64 standard library in a

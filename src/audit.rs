@@ -5,7 +5,7 @@
 //!
 //! Where bundles are: containerd keeps one per task under
 //! `<state>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json`; CRI-O and Podman under
-//! `<runroot>/overlay-containers/<id>/userdata/config.json` (Podman: in the graph root). Pod
+//! `<runroot>/<driver>-containers/<id>/userdata/config.json` (Podman: in the graph root). Pod
 //! sandboxes (pause containers) never run the hook and are left out.
 
 use std::collections::BTreeMap;

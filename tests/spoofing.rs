@@ -232,6 +232,9 @@ enum Layout {
     Containerd,
     CriO,
     Podman,
+    /// CRI-O's run root (`true`) or Podman's graph root (`false`) on a containers-storage
+    /// driver other than overlay.
+    OnDriver(&'static str, bool),
 }
 
 /// Writes `spec` (and a sandbox spec beside it) in the layout's place; returns the bundle.
@@ -244,13 +247,18 @@ fn place(node: &Node, name: &str, layout: Layout, spec: &Value) -> PathBuf {
             Some(&sandbox_spec()),
             spec,
         ),
-        Layout::CriO | Layout::Podman => {
-            let storage = match layout {
-                Layout::CriO => "crio-run",
-                _ => "crio-graph",
+        Layout::CriO | Layout::Podman | Layout::OnDriver(..) => {
+            let (storage, driver) = match layout {
+                Layout::CriO => ("crio-run", "overlay"),
+                Layout::OnDriver(driver, true) => ("crio-run", driver),
+                Layout::OnDriver(driver, false) => ("crio-graph", driver),
+                _ => ("crio-graph", "overlay"),
             };
-            // <storage>/overlay-containers/<id>/userdata, the sandbox's beside it.
-            let root = node.path().join(storage).join("overlay-containers");
+            // <storage>/<driver>-containers/<id>/userdata, the sandbox's beside it.
+            let root = node
+                .path()
+                .join(storage)
+                .join(format!("{driver}-containers"));
             let sb = root.join(format!("{name}-sb/userdata"));
             std::fs::create_dir_all(&sb).expect("mkdir");
             write_json(&sb.join("config.json"), &sandbox_spec());
@@ -448,4 +456,44 @@ fn containerd_passthrough_cannot_override_the_runtime_keys() {
     );
     assert_eq!(code, Some(0), "{rec}");
     assert_eq!(rec["decision"], "exempt");
+}
+
+/// CRI-O keeps a container's bundle in `<runroot>/<driver>-containers/<id>/userdata` on every
+/// containers-storage driver (overlay, vfs, btrfs, zfs). A rule that knew only overlay gave
+/// CRI-O on the others no identity: kube-system refused (and, with `unidentified = "allow"`,
+/// every pod exempt). Podman's bundles on those drivers still earn nothing.
+#[test]
+fn cri_o_is_recognised_on_every_storage_driver() {
+    for driver in ["vfs", "btrfs", "zfs", "overlay"] {
+        for unidentified in ["enforce", "allow"] {
+            let node = crio_node(&format!("unidentified = \"{unidentified}\""));
+            let name = format!("{driver}-system");
+            let mut s = crio_pod_spec(&node, "kube-system", &format!("{name}-sb"));
+            make_privileged(&mut s);
+            let (code, rec) = run_spec(&node, &name, Layout::OnDriver(driver, true), "detect", &s);
+            assert_eq!(code, Some(0), "{driver}: {rec}");
+            assert_eq!(rec["decision"], "exempt", "{driver}: {rec}");
+            assert_eq!(rec["namespace"], "kube-system", "{driver}: {rec}");
+
+            // A privileged pod in `default`: refused, never exempt as "unidentified".
+            let name = format!("{driver}-default");
+            let mut s = crio_pod_spec(&node, "default", &format!("{name}-sb"));
+            make_privileged(&mut s);
+            let (code, rec) = run_spec(&node, &name, Layout::OnDriver(driver, true), "detect", &s);
+            assert_eq!(code, Some(1), "{driver}: {rec}");
+            assert_eq!(rec["decision"], "refused", "{driver}: {rec}");
+            assert_eq!(rec["namespace"], "default", "{driver}: {rec}");
+
+            // The same kube-system spec from Podman's graph root on that driver.
+            let name = format!("{driver}-podman");
+            let mut s = crio_pod_spec(&node, "kube-system", &format!("{name}-sb"));
+            make_privileged(&mut s);
+            let (code, rec) = run_spec(&node, &name, Layout::OnDriver(driver, false), "detect", &s);
+            assert!(rec.get("namespace").is_none(), "{driver}: {rec}");
+            if unidentified == "enforce" {
+                assert_eq!(code, Some(1), "{driver}: {rec}");
+                assert_eq!(rec["decision"], "refused", "{driver}: {rec}");
+            }
+        }
+    }
 }

@@ -221,17 +221,35 @@ pub fn load(target: &Target, paths: &Paths) -> Result<Loaded, Box<LoadError>> {
     })
 }
 
-/// The runtime that wrote a bundle, from its location alone: CRI-O runs a container from
-/// `<runroot>/overlay-containers/<id>/userdata` (its `RunDir`), while Podman runs it from the
-/// same path under the graph root; a Podman user cannot place a bundle in CRI-O's run root
-/// without being root on the node. Anything else has no runtime whose metadata is trusted.
-pub fn detect_runtime(bundle: &Path, id: &str, paths: &Paths) -> Runtime {
-    let crio = paths
-        .crio_runroot
-        .join("overlay-containers")
+/// containers-storage's graph drivers, by the name a store files its directories under (the
+/// driver's `String()`: `overlay2` is an alias of `overlay`). These four are every driver the
+/// containers-storage CRI-O v1.36 vendors registers (`go.podman.io/storage/drivers/register`);
+/// CRI-O runs on whichever its configuration (`storage_driver`, else storage.conf's `driver`)
+/// names, or the first of these the host supports.
+pub const STORAGE_DRIVERS: [&str; 4] = ["overlay", "btrfs", "zfs", "vfs"];
+
+/// `<storage root>/<driver>-containers/<id>/userdata`: where containers-storage keeps a
+/// container's directory below its graph root or its run root (`ContainerDirectory`,
+/// `ContainerRunDirectory` in `go.podman.io/storage`'s `store.go`), on every driver alike.
+pub fn storage_container_dir(storage_root: &Path, driver: &str, id: &str) -> PathBuf {
+    storage_root
+        .join(format!("{driver}-containers"))
         .join(id)
-        .join("userdata");
-    if id_is_one_component(id) && bundle == crio {
+        .join("userdata")
+}
+
+/// The runtime that wrote a bundle, from its location alone: CRI-O runs a container from its
+/// run directory, `<runroot>/<driver>-containers/<id>/userdata` (`RunDir` in CRI-O's
+/// `internal/storage/runtime.go`), while Podman runs it from the same path under the graph
+/// root; a Podman user cannot place a bundle in CRI-O's run root without being root on the
+/// node. Every storage driver is recognised ([`STORAGE_DRIVERS`]): the driver changes only the
+/// directory's name, and all of them lie in the run root only root writes. Anything else has no
+/// runtime whose metadata is trusted.
+pub fn detect_runtime(bundle: &Path, id: &str, paths: &Paths) -> Runtime {
+    let in_run_root = STORAGE_DRIVERS
+        .iter()
+        .any(|d| bundle == storage_container_dir(&paths.crio_runroot, d, id));
+    if id_is_one_component(id) && in_run_root {
         Runtime::CriO
     } else {
         Runtime::None
@@ -255,7 +273,7 @@ pub fn sandbox_bundle(runtime: Runtime, bundle: &Path, identity: &Identity) -> O
     match runtime {
         // runtime/v2 bundles: <state>/io.containerd.runtime.v2.task/<namespace>/<id>.
         Runtime::Containerd => Some(bundle.parent()?.join(sid)),
-        // <runroot>/overlay-containers/<id>/userdata.
+        // <runroot>/<driver>-containers/<id>/userdata: the sandbox's beside it, same driver.
         Runtime::CriO => Some(bundle.parent()?.parent()?.join(sid).join("userdata")),
         Runtime::None => None,
     }
@@ -605,5 +623,74 @@ mod tests {
         );
         id.kube.as_mut().unwrap().sandbox_id = "../x".into();
         assert_eq!(sandbox_bundle(Runtime::Containerd, b, &id), None);
+    }
+
+    /// CRI-O's bundle on each containers-storage driver, laid out as CRI-O v1.36.3 lays it out
+    /// (`ContainerRunDirectory`: `<runroot>/<driver>-containers/<id>/userdata`; overlay and vfs
+    /// also seen live, tests/kubelet-sim/tests/crio.rs). btrfs and zfs need their filesystems,
+    /// so their layouts are checked here only.
+    #[test]
+    fn cri_o_is_recognised_on_every_storage_driver_and_only_in_its_run_root() {
+        let paths = Paths {
+            crio_runroot: "/run/containers/storage".into(),
+            crio_root: "/var/lib/containers/storage".into(),
+            ..Paths::default()
+        };
+        let id = "0123abcd";
+        for driver in ["overlay", "vfs", "btrfs", "zfs"] {
+            let run = format!("/run/containers/storage/{driver}-containers/{id}/userdata");
+            assert_eq!(
+                detect_runtime(Path::new(&run), id, &paths),
+                Runtime::CriO,
+                "{driver}"
+            );
+            // Podman's bundle: the same directory in the graph root.
+            let graph = format!("/var/lib/containers/storage/{driver}-containers/{id}/userdata");
+            assert_eq!(
+                detect_runtime(Path::new(&graph), id, &paths),
+                Runtime::None,
+                "{driver}"
+            );
+            // Another container's directory, another store directory, a path that climbs.
+            for other in [
+                format!("/run/containers/storage/{driver}-containers/other/userdata"),
+                format!("/run/containers/storage/{driver}-layers/{id}/userdata"),
+                format!("/run/containers/storage/{driver}-containers/{id}"),
+                format!("/run/containers/storage/{driver}-containers/x/../{id}/userdata"),
+            ] {
+                assert_eq!(
+                    detect_runtime(Path::new(&other), id, &paths),
+                    Runtime::None,
+                    "{other}"
+                );
+            }
+            // The sandbox lies beside the container, on the same driver.
+            let kube = identity::Kube {
+                sandbox_id: "sb1".into(),
+                ..identity::Kube::default()
+            };
+            let ident = Identity {
+                kube: Some(kube),
+                ..Identity::default()
+            };
+            assert_eq!(
+                sandbox_bundle(Runtime::CriO, Path::new(&run), &ident).unwrap(),
+                PathBuf::from(format!(
+                    "/run/containers/storage/{driver}-containers/sb1/userdata"
+                ))
+            );
+        }
+        // A driver containers-storage does not have is not CRI-O's directory.
+        for name in ["aufs", "devicemapper", "overlay2", "", "x/.."] {
+            let b = format!("/run/containers/storage/{name}-containers/{id}/userdata");
+            assert_eq!(
+                detect_runtime(Path::new(&b), id, &paths),
+                Runtime::None,
+                "{b}"
+            );
+        }
+        // An id that is not one path component never matches.
+        let b = "/run/containers/storage/vfs-containers/a/b/userdata";
+        assert_eq!(detect_runtime(Path::new(b), "a/b", &paths), Runtime::None);
     }
 }

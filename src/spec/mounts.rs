@@ -70,9 +70,9 @@ impl Roots {
         let ids = [Some(i.container_id), i.sandbox_id];
         for id in ids.into_iter().flatten().filter_map(safe_component) {
             for storage in [&p.crio_root, &p.crio_runroot] {
-                trees.push(resolve(
-                    &storage.join("overlay-containers").join(id).join("userdata"),
-                ));
+                for driver in super::STORAGE_DRIVERS {
+                    trees.push(resolve(&super::storage_container_dir(storage, driver, id)));
+                }
             }
         }
         if let Some(cid) = safe_component(i.container_id) {

@@ -12,6 +12,7 @@ import shutil
 import sys
 
 SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
+CRIO_SANDBOX_ID = "io.kubernetes.cri-o.SandboxID"
 
 
 def main():
@@ -21,9 +22,16 @@ def main():
     out = os.path.join(out_root, state["id"])
     os.makedirs(out, exist_ok=True)
     shutil.copyfile(os.path.join(bundle, "config.json"), os.path.join(out, "config.json"))
-    sandbox = state.get("annotations", {}).get(SANDBOX_ID)
+    annotations = state.get("annotations", {})
+    sandbox = annotations.get(SANDBOX_ID)
+    spec = None
     if sandbox:
         spec = os.path.join(os.path.dirname(bundle), sandbox, "config.json")
+    elif annotations.get(CRIO_SANDBOX_ID):
+        # CRI-O: <run root>/<driver>-containers/<id>/userdata, the sandbox's beside it.
+        sandbox = annotations[CRIO_SANDBOX_ID]
+        spec = os.path.join(os.path.dirname(os.path.dirname(bundle)), sandbox, "userdata", "config.json")
+    if spec:
         if os.path.exists(spec):
             shutil.copyfile(spec, os.path.join(out, "sandbox.json"))
     with open(os.path.join(out, "state.json"), "w") as f:

@@ -27,6 +27,26 @@ node_ctr() {
 	fi
 }
 
+# A CRI-O node (crio-up.sh): its containers are runc's, in CRI-O's mount namespace. Kill and
+# delete them there, then their conmon monitors, then CRI-O.
+if [[ $stack == crio ]]; then
+	pidfile=$node/crio.pid
+	if pid=$(cat "$pidfile" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then
+		in_node() { nsenter -t "$pid" -m -w "$@"; }
+		for c in $(in_node runc --root /run/runc list -q 2>/dev/null); do
+			in_node runc --root /run/runc kill "$c" KILL >/dev/null 2>&1
+			in_node runc --root /run/runc delete --force "$c" >/dev/null 2>&1
+		done
+	fi
+	for proc in /proc/[0-9]*; do
+		cmdline=$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline") || continue
+		if [[ $cmdline == *conmon* && $cmdline == *"$node/"* ]]; then
+			kill -KILL "${proc#/proc/}" 2>/dev/null
+		fi
+	done
+	sock=/nonexistent
+fi
+
 # Tasks first, while containerd still answers: a task killed through its shim also ends
 # the shim, and no container keeps a mount under the node dir busy.
 if [[ -S $sock ]]; then

@@ -3,7 +3,8 @@
 #
 # usage: PSS_GUARD_BIN=/path/to/pss-guard node-up.sh [--stack STACK] [NODE_DIR]
 #
-# STACK (default: $PSS_GUARD_STACK, else bookworm) picks the runtimes (tests/containerd/stack.sh):
+# STACK (default: $PSS_GUARD_STACK, else bookworm) picks the runtimes (tests/containerd/stack.sh;
+# crio starts CRI-O instead of containerd, through crio-up.sh):
 # bookworm is the host's containerd 1.6 + runc 1.1; trixie (containerd 1.7 + runc 1.1, config
 # version 2) and sid (containerd 2.x + runc 1.3, config version 3) run from a cached Debian tree,
 # containerd in a mount namespace of its own (pivot_root into the tree) that sees NODE_DIR at
@@ -34,12 +35,16 @@ stack=${PSS_GUARD_STACK:-bookworm}
 node_config=${PSS_GUARD_NODE_CONFIG:-default}
 while [[ ${1:-} == --* ]]; do
 	case $1 in
-	--stack) stack=${2:?node-up: --stack needs bookworm, trixie or sid} ;;
+	--stack) stack=${2:?node-up: --stack needs bookworm, trixie, sid or crio} ;;
 	--config) node_config=${2:?node-up: --config needs default or seccomp-default} ;;
 	*) die "unknown option $1" ;;
 	esac
 	shift 2
 done
+# CRI-O instead of containerd: its own script, the same node directory contract.
+if [[ $stack == crio ]]; then
+	exec bash "$here/crio-up.sh" --config "$node_config" "$@"
+fi
 case $node_config in
 default)
 	seccomp_absent="unset"

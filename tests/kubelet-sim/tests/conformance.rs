@@ -369,6 +369,10 @@ async fn offline_check(
 ) -> Result<Offline, String> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("check").arg(config).arg("--policy").arg(policy);
+    // Specs captured on CRI-O carry CRI-O's metadata (the default is containerd's).
+    if common::stack() == "crio" {
+        cmd.args(["--runtime", "cri-o"]);
+    }
     if let Some(s) = sandbox {
         cmd.arg("--sandbox").arg(s);
     }
@@ -560,11 +564,23 @@ async fn run_case(
         .unwrap_or_else(|e| panic!("{}: {e:?}", case.name()));
     let pod_seconds = t.elapsed().as_secs_f64();
 
+    // CRI-O refuses in CreateContainer, so a refused container has no id from CRI: its
+    // record (the hook saw the OCI id) names it.
+    let recorded = node.decisions();
+    let oci_id = |c: &kubelet_sim::ContainerRun| -> Option<String> {
+        c.container_id.clone().or_else(|| {
+            recorded
+                .iter()
+                .rev()
+                .find(|d| d["pod_uid"] == run.uid.as_str() && d["container"] == c.name.as_str())
+                .and_then(|d| d["container_id"].as_str().map(str::to_owned))
+        })
+    };
     let captured: Vec<(String, PathBuf, Option<PathBuf>)> = run
         .containers
         .iter()
         .filter_map(|c| {
-            let (cfg, sb) = node.capture(c.container_id.as_deref()?)?;
+            let (cfg, sb) = node.capture(&oci_id(c)?)?;
             Some((c.name.clone(), cfg, sb))
         })
         .collect();

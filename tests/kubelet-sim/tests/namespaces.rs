@@ -72,7 +72,8 @@ fn assert_started(run: &PodRun) {
 fn assert_refused(run: &PodRun, substring: &str) {
     let c = app(run);
     assert!(!c.started, "started but should be refused: {run:#?}");
-    let err = c.error.as_deref().unwrap_or("");
+    // CRI-O quotes runc's log line, its quotes escaped.
+    let err = c.error.as_deref().unwrap_or("").replace("\\\"", "\"");
     assert!(
         err.contains("pss-guard: "),
         "not refused by pss-guard: {err}"
@@ -129,6 +130,7 @@ async fn namespace_labels_from_the_snapshot_decide_on_the_node() {
             .error
             .as_deref()
             .unwrap_or("")
+            .replace("\\\"", "\"")
             .contains(r#"container "app" in pod ns-a/web-a"#),
         "{r:#?}"
     );

@@ -1,5 +1,6 @@
-//! Shared set-up for the containerd integration tests: a throw-away node from
-//! tests/containerd/node-up.sh, torn down by node-down.sh when the test ends.
+//! Shared set-up for the CRI integration tests: a throw-away node from
+//! tests/containerd/node-up.sh (containerd; CRI-O for the stack `crio`, through crio-up.sh),
+//! torn down by node-down.sh when the test ends.
 //! Missing tools or a missing pss-guard binary fail the test loudly; nothing is skipped.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
@@ -48,7 +49,7 @@ fn require_tools() {
 }
 
 /// The runtime stack the node runs (`PSS_GUARD_STACK`, as node-up.sh reads it): bookworm
-/// (the host's containerd 1.6), trixie (1.7) or sid (2.x).
+/// (the host's containerd 1.6), trixie (1.7), sid (2.x) or crio (CRI-O, crio-up.sh).
 pub fn stack() -> String {
     std::env::var("PSS_GUARD_STACK").unwrap_or_else(|_| "bookworm".into())
 }
@@ -74,7 +75,38 @@ impl TestNode {
     /// A node on `stack` in node configuration `config` (node-up.sh --config: default or
     /// seccomp-default).
     pub fn up_with(stack: &str, config: &str) -> TestNode {
-        require_tools();
+        TestNode::up_env(stack, config, &[])
+    }
+
+    /// A CRI-O node (stack `crio`) on containers-storage driver `driver`; `wired = false`
+    /// leaves out the hooks.d file (for `pss-guard install` to write).
+    pub fn up_crio(driver: &str, wired: bool) -> TestNode {
+        let hook = if wired { "yes" } else { "no" };
+        let node = TestNode::up_env(
+            "crio",
+            "default",
+            &[
+                ("PSS_GUARD_CRIO_DRIVER", driver),
+                ("PSS_GUARD_CRIO_HOOK", hook),
+            ],
+        );
+        assert_eq!(
+            node.env.get("CRIO_DRIVER").map(String::as_str),
+            Some(driver),
+            "crio-up.sh started another storage driver"
+        );
+        node
+    }
+
+    /// Whether this node runs CRI-O (stack `crio`) rather than containerd.
+    pub fn is_crio(&self) -> bool {
+        self.env.get("STACK").is_some_and(|s| s == "crio")
+    }
+
+    fn up_env(stack: &str, config: &str, env: &[(&str, &str)]) -> TestNode {
+        if stack != "crio" {
+            require_tools();
+        }
         let bin = pss_guard_bin();
         let dir = tempfile::Builder::new()
             .prefix("pss-guard-node.")
@@ -88,6 +120,7 @@ impl TestNode {
             .env("PSS_GUARD_BIN", &bin)
             .env("PSS_GUARD_STACK", stack)
             .env("PSS_GUARD_NODE_CONFIG", config)
+            .envs(env.iter().copied())
             .output()
             .expect("run node-up.sh");
         let mut node = TestNode {
@@ -134,8 +167,13 @@ impl TestNode {
         )
     }
 
+    /// The runtime's CRI socket (CRI-O's on the crio stack, else containerd's).
     pub fn socket(&self) -> PathBuf {
-        self.var("CONTAINERD_SOCKET")
+        if self.env.contains_key("CRI_SOCKET") {
+            self.var("CRI_SOCKET")
+        } else {
+            self.var("CONTAINERD_SOCKET")
+        }
     }
 
     pub fn kubelet_root(&self) -> PathBuf {
@@ -148,8 +186,13 @@ impl TestNode {
         o.init_timeout = std::time::Duration::from_millis(0);
         // A Debian-tree node's containerd has a mount namespace of its own: subPath binds go
         // there, where kubelet's would be.
+        // CRI-O's too.
         if self.env.get("STACK").is_some_and(|s| s != "bookworm") {
-            o.mount_ns_pid = self.env.get("CONTAINERD_PID").and_then(|p| p.parse().ok());
+            let pid = self
+                .env
+                .get("RUNTIME_PID")
+                .or(self.env.get("CONTAINERD_PID"));
+            o.mount_ns_pid = pid.and_then(|p| p.parse().ok());
         }
         o
     }
@@ -255,8 +298,14 @@ impl TestNode {
             .then(|| (config, sandbox.is_file().then_some(sandbox)))
     }
 
+    /// The runtime's own log (containerd's, or CRI-O's on the crio stack).
     pub fn containerd_log(&self) -> String {
-        fs::read_to_string(self.var("CONTAINERD_LOG")).unwrap_or_default()
+        let key = if self.is_crio() {
+            "CRIO_LOG"
+        } else {
+            "CONTAINERD_LOG"
+        };
+        fs::read_to_string(self.var(key)).unwrap_or_default()
     }
 
     /// With UPDATE_CRI_FIXTURES=1, copy a container's captured specs into
