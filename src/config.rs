@@ -1059,8 +1059,9 @@ pub fn fragments_in(dir: &Path) -> Result<Vec<(String, String)>, ConfigError> {
 
 /// The main policy (TOML or PSA's YAML) with each fragment's exemptions merged in: added to
 /// the TOML's `[exempt]` lists and `floor_exceptions` (comments and layout kept), or, for YAML,
-/// appended as one `NodePolicy` document. Every fragment is validated; the result loads with
-/// [`Policy::load`] exactly as the hook will read it. No fragments: the main text unchanged.
+/// appended as one `NodePolicy` document. Every fragment is validated, and a TOML result is
+/// loaded as the hook will read it (a YAML one by the caller, which knows its directory). No
+/// fragments: the main text unchanged.
 pub fn compose(main: &str, fragments: &[(String, String)]) -> Result<String, ConfigError> {
     if fragments.is_empty() {
         return Ok(main.to_owned());
@@ -1109,10 +1110,9 @@ pub fn compose(main: &str, fragments: &[(String, String)]) -> Result<String, Con
     } else {
         compose_toml(main, &merged, &names)?
     };
-    // What is written is what the hook will read: it must load.
-    if is_kubernetes_yaml(&out) {
-        Policy::from_pod_security_configuration(&out)?;
-    } else {
+    // What is written is what the hook will read: a TOML policy must load. A YAML one is
+    // loaded by the caller, beside the file a PodSecurity plugin `path` is relative to.
+    if !is_kubernetes_yaml(&out) {
         Policy::from_toml(&out)?;
     }
     Ok(out)
