@@ -57,8 +57,9 @@ fn count(metrics: &str, name: &str) -> u64 {
 
 #[test]
 fn decisions_before_the_agent_and_between_its_runs_reach_it_exactly_once_across_rotation() {
-    // The hook rotates at 4 KiB here, so a few records fill a file.
-    let node = Node::with_log_settings("max_bytes = 4096\nkeep = 5");
+    // The hook rotates at 16 KiB here, so a dozen records fill a file (a record carries every
+    // check's outcome, about a kilobyte).
+    let node = Node::with_log_settings("max_bytes = 16384\nkeep = 5");
     let state = tempfile::tempdir().unwrap();
     let position = state.path().join("var/lib/pss-guard/log-position");
 
