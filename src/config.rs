@@ -309,7 +309,7 @@ struct RawPolicy {
     log: RawLog,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExempt {
     #[serde(default)]
@@ -1077,12 +1077,7 @@ pub fn compose(main: &str, fragments: &[(String, String)]) -> Result<String, Con
         })?;
         // Validated as the policy validates them.
         Policy::default()
-            .add_exemptions(RawExempt {
-                namespaces: f.exempt.namespaces.clone(),
-                images: f.exempt.images.clone(),
-                runtime_handlers: f.exempt.runtime_handlers.clone(),
-                runtime_classes: f.exempt.runtime_classes.clone(),
-            })
+            .add_exemptions(f.exempt.clone())
             .map_err(|e| ConfigError::Invalid(format!("fragment {name}: {e}")))?;
         for ns in &f.floor_exceptions {
             namespace_name(ns, "floor_exceptions")
